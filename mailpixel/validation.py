@@ -1,0 +1,61 @@
+"""Turn the pixel's raw query parameters into clean values, noting every repair made.
+
+Mail clients, proxies and people mangle URLs. Nothing here raises: each problem becomes a
+named reason that the caller logs and counts, and the pixel is served regardless.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+MAX_ID_LENGTH = 256
+MAX_USER_AGENT_LENGTH = 512
+PIXEL_PARAMS = ("email_id", "user_id", "t", "sig")
+
+
+def _strip_controls(value: str) -> str:
+    return "".join(ch for ch in value if unicodedata.category(ch) not in ("Cc", "Cf", "Cs"))
+
+
+def clean_text(value: str, limit: int, name: str, reasons: list[str]) -> str:
+    """Drop control characters, trim white space and cut to `limit` characters."""
+    cleaned = _strip_controls(value).strip()
+    if cleaned != value.strip():
+        reasons.append(f"control_chars:{name}")
+    if "\ufffd" in cleaned:
+        reasons.append(f"undecodable:{name}")
+    if len(cleaned) > limit:
+        reasons.append(f"truncated:{name}")
+        cleaned = cleaned[:limit]
+    return cleaned
+
+
+@dataclass
+class PixelParams:
+    """The pixel's parameters after cleaning; `reasons` lists what was repaired or missing."""
+
+    email_id: str = ""
+    user_id: str = ""
+    t: str = ""
+    sig: str = ""
+    reasons: list[str] = field(default_factory=list)
+
+    @property
+    def recordable(self) -> bool:
+        return bool(self.email_id)
+
+
+def parse_pixel_params(get_all: dict[str, Sequence[str]]) -> PixelParams:
+    """Clean the parameters. A repeated parameter keeps its first value, as most frameworks do."""
+    params = PixelParams()
+    for name in PIXEL_PARAMS:
+        values = get_all.get(name) or []
+        if len(values) > 1:
+            params.reasons.append(f"repeated:{name}")
+        raw = values[0] if values else ""
+        setattr(params, name, clean_text(raw, MAX_ID_LENGTH, name, params.reasons))
+    if not params.email_id:
+        params.reasons.append("missing:email_id")
+    return params

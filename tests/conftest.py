@@ -1,0 +1,141 @@
+"""Shared fixtures: a real DynamoDB Local for the session, a fresh table per test, the app.
+
+Nothing here mocks AWS: every store call goes over HTTP to DynamoDB Local on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import itertools
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from mailpixel.app import create_app
+from mailpixel.aws import dynamodb_client
+from mailpixel.config import Settings
+from mailpixel.local import DynamoDBLocal, free_port
+from mailpixel.store import EventStore
+from mailpixel.tables import ensure_table
+
+FIXTURES = Path(__file__).parent / "fixtures"
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / ".test-artifacts"
+_table_numbers = itertools.count()
+
+# Never let botocore look for credentials or instance metadata off this machine.
+os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
+os.environ.pop("AWS_PROFILE", None)
+
+
+@pytest.fixture(scope="session")
+def dynamodb_local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DynamoDBLocal]:
+    server = DynamoDBLocal(free_port(), tmp_path_factory.mktemp("dynamodb")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def settings(dynamodb_local: DynamoDBLocal, tmp_path: Path) -> Settings:
+    """Settings for one test: its own table on the session's DynamoDB Local, its own data dir."""
+    return Settings(
+        table=f"test-events-{os.getpid()}-{next(_table_numbers)}",
+        endpoint_url=dynamodb_local.endpoint_url,
+        data_dir=str(tmp_path / "data"),
+        log_level="DEBUG",
+    )
+
+
+@pytest.fixture
+def ddb(settings: Settings) -> Any:
+    return dynamodb_client(settings)
+
+
+@pytest.fixture
+def table(settings: Settings, ddb: Any) -> str:
+    ensure_table(ddb, settings.table)
+    return settings.table
+
+
+@pytest.fixture
+def store(settings: Settings, ddb: Any, table: str) -> EventStore:
+    return EventStore(ddb, table)
+
+
+@pytest.fixture
+def app(settings: Settings, table: str) -> Flask:
+    return create_app(settings)
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+def all_items(ddb: Any, table: str) -> list[dict[str, Any]]:
+    """Every item in a table, read with a plain scan (what is stored, not what the code thinks)."""
+    from mailpixel.store import plain_item
+
+    items, kwargs = [], {"TableName": table, "ConsistentRead": True}
+    while True:
+        page = ddb.scan(**kwargs)
+        items += [plain_item(i) for i in page.get("Items", [])]
+        if "LastEvaluatedKey" not in page:
+            return items
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def load_event(name: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((FIXTURES / name).read_text())
+    return data
+
+
+def http_api_event(
+    query: str | dict[str, str] = "",
+    *,
+    method: str = "GET",
+    path: str = "/pixel",
+    headers: dict[str, str] | None = None,
+    request_id: str | None = None,
+    source_ip: str | None = None,
+) -> dict[str, Any]:
+    """An API Gateway HTTP API (payload 2.0) event built on the stored fixture."""
+    event = copy.deepcopy(load_event("apigw_http_v2.json"))
+    raw = query if isinstance(query, str) else urlencode(query)
+    event["rawQueryString"] = raw
+    event["rawPath"] = path
+    event["routeKey"] = f"{method} {path}"
+    event["requestContext"]["http"]["method"] = method
+    event["requestContext"]["http"]["path"] = path
+    if headers:
+        event["headers"].update({k.lower(): v for k, v in headers.items()})
+    if request_id:
+        event["requestContext"]["requestId"] = request_id
+    if source_ip:
+        event["requestContext"]["http"]["sourceIp"] = source_ip
+    return event
+
+
+@pytest.fixture
+def lambda_handler(settings: Settings, table: str, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Any]:
+    """The real `handler.py`, imported fresh with this test's environment (as a cold start)."""
+    monkeypatch.setenv("MAILPIXEL_TABLE", settings.table)
+    monkeypatch.setenv("DYNAMODB_ENDPOINT_URL", settings.endpoint_url or "")
+    monkeypatch.setenv("MAILPIXEL_DATA_DIR", settings.data_dir)
+    monkeypatch.setenv("AWS_REGION", settings.region)
+    monkeypatch.setenv("STRIP_STAGE_PATH", "1")
+    sys.path.insert(0, str(ROOT))
+    try:
+        module = importlib.reload(sys.modules["handler"]) if "handler" in sys.modules else importlib.import_module("handler")
+    finally:
+        sys.path.remove(str(ROOT))
+    return module.pixel  # type: ignore[no-any-return]
