@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 DEFAULT_LOCAL_TABLE = "mailpixel-local-events"
+DEFAULT_LOCAL_META_TABLE = "mailpixel-local-meta"
 IP_STORAGE_MODES = ("full", "truncated", "none")
 
 
@@ -57,6 +58,7 @@ class Settings:
     """Every knob mailpixel has. Defaults suit local development."""
 
     table: str = DEFAULT_LOCAL_TABLE
+    meta_table: str = DEFAULT_LOCAL_META_TABLE
     endpoint_url: str | None = None
     region: str = "us-east-1"
     retention_days: int = 400
@@ -113,6 +115,7 @@ class Settings:
             )
         return cls(
             table=table or DEFAULT_LOCAL_TABLE,
+            meta_table=_optional(env, "MAILPIXEL_META_TABLE") or DEFAULT_LOCAL_META_TABLE,
             endpoint_url=endpoint_url,
             region=_optional(env, "AWS_REGION") or _optional(env, "AWS_DEFAULT_REGION") or "us-east-1",
             retention_days=_int(env, "MAILPIXEL_RETENTION_DAYS", 400, minimum=1),

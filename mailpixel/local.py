@@ -193,7 +193,7 @@ def _serve(settings: Settings, ready: Callable[[str], None], stop: threading.Eve
 def run_stack(settings: Settings) -> int:
     """Start DynamoDB Local, create the table, serve the app; block until Ctrl-C or SIGTERM."""
     from mailpixel.aws import dynamodb_client
-    from mailpixel.tables import ensure_table
+    from mailpixel.tables import ensure_tables
 
     if not port_is_free(settings.port):
         raise LocalStackError(f"port {settings.port} is in use; set PORT to another port")
@@ -209,10 +209,10 @@ def run_stack(settings: Settings) -> int:
     database.start()
     try:
         settings = settings.with_overrides(endpoint_url=database.endpoint_url)
-        created = ensure_table(dynamodb_client(settings), settings.table)
+        created = ensure_tables(dynamodb_client(settings), settings.table, settings.meta_table)
         print(
             f"DynamoDB Local on {database.endpoint_url}, data in {database.db_path}; "
-            f"table {settings.table} {'created' if created else 'found'}",
+            f"tables {settings.table}, {settings.meta_table} (created now: {', '.join(created) or 'none'})",
             flush=True,
         )
 

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
 SERVERLESS_YML = Path(__file__).resolve().parent.parent / "serverless.yml"
 EVENTS_TABLE = "EventsTable"
+META_TABLE = "MetaTable"
 
 
 class _CloudFormationLoader(yaml.SafeLoader):
@@ -81,3 +82,9 @@ def ensure_table(client: DynamoDBClient, name: str, resource: str = EVENTS_TABLE
             TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": ttl["AttributeName"]}
         )
     return True
+
+
+def ensure_tables(client: DynamoDBClient, events_table: str, meta_table: str) -> list[str]:
+    """Both of mailpixel's tables; returns the names of those created now."""
+    pairs = ((events_table, EVENTS_TABLE), (meta_table, META_TABLE))
+    return [name for name, resource in pairs if ensure_table(client, name, resource)]

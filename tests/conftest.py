@@ -25,7 +25,7 @@ from mailpixel.aws import dynamodb_client
 from mailpixel.config import Settings
 from mailpixel.local import DynamoDBLocal, free_port
 from mailpixel.store import EventStore
-from mailpixel.tables import ensure_table
+from mailpixel.tables import ensure_tables
 
 FIXTURES = Path(__file__).parent / "fixtures"
 ROOT = Path(__file__).resolve().parent.parent
@@ -47,8 +47,10 @@ def dynamodb_local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DynamoD
 @pytest.fixture
 def settings(dynamodb_local: DynamoDBLocal, tmp_path: Path) -> Settings:
     """Settings for one test: its own table on the session's DynamoDB Local, its own data dir."""
+    number = next(_table_numbers)
     return Settings(
-        table=f"test-events-{os.getpid()}-{next(_table_numbers)}",
+        table=f"test-events-{os.getpid()}-{number}",
+        meta_table=f"test-meta-{os.getpid()}-{number}",
         endpoint_url=dynamodb_local.endpoint_url,
         data_dir=str(tmp_path / "data"),
         log_level="DEBUG",
@@ -62,7 +64,8 @@ def ddb(settings: Settings) -> Any:
 
 @pytest.fixture
 def table(settings: Settings, ddb: Any) -> str:
-    ensure_table(ddb, settings.table)
+    """Creates both tables (events and meta) for this test; returns the events table's name."""
+    ensure_tables(ddb, settings.table, settings.meta_table)
     return settings.table
 
 
@@ -129,6 +132,7 @@ def http_api_event(
 def lambda_handler(settings: Settings, table: str, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Any]:
     """The real `handler.py`, imported fresh with this test's environment (as a cold start)."""
     monkeypatch.setenv("MAILPIXEL_TABLE", settings.table)
+    monkeypatch.setenv("MAILPIXEL_META_TABLE", settings.meta_table)
     monkeypatch.setenv("DYNAMODB_ENDPOINT_URL", settings.endpoint_url or "")
     monkeypatch.setenv("MAILPIXEL_DATA_DIR", settings.data_dir)
     monkeypatch.setenv("AWS_REGION", settings.region)
