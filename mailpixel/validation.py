@@ -9,10 +9,13 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from urllib.parse import parse_qs
 
 MAX_ID_LENGTH = 256
 MAX_USER_AGENT_LENGTH = 512
 PIXEL_PARAMS = ("email_id", "user_id", "t", "sig")
+# Fields past this many are ignored: a pixel URL has four.
+MAX_QUERY_FIELDS = 64
 
 
 def _strip_controls(value: str) -> str:
@@ -30,6 +33,13 @@ def clean_text(value: str, limit: int, name: str, reasons: list[str]) -> str:
         reasons.append(f"truncated:{name}")
         cleaned = cleaned[:limit]
     return cleaned
+
+
+def query_params(raw: bytes) -> dict[str, list[str]]:
+    """Parse a raw query string leniently: bad UTF-8 and bad percent-escapes become U+FFFD or
+    stay literal, where Werkzeug's `request.args` would raise on raw non-UTF-8 bytes."""
+    fields = raw.decode("utf-8", "replace").split("&", MAX_QUERY_FIELDS)[:MAX_QUERY_FIELDS]
+    return parse_qs("&".join(fields), keep_blank_values=True, errors="replace")
 
 
 @dataclass

@@ -38,6 +38,35 @@ os.environ.pop("AWS_PROFILE", None)
 
 
 @pytest.fixture(scope="session")
+def packaged(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`npx serverless package` run once per session, as a user would, with no AWS credentials.
+
+    Returns the output folder holding the CloudFormation template and mailpixel.zip.
+    """
+    import subprocess
+
+    out = tmp_path_factory.mktemp("package")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(AWS_EC2_METADATA_DISABLED="true", MAILPIXEL_PACKAGE_PYTHON=sys.executable, SLS_TELEMETRY_DISABLED="1")
+    result = subprocess.run(
+        ["npx", "--no-install", "serverless", "package", "--stage", "test", "--package", str(out)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return out
+
+
+def packaged_template(folder: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((folder / "cloudformation-template-update-stack.json").read_text())
+    return data
+
+
+@pytest.fixture(scope="session")
 def dynamodb_local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DynamoDBLocal]:
     server = DynamoDBLocal(free_port(), tmp_path_factory.mktemp("dynamodb")).start()
     yield server

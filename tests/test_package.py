@@ -1,0 +1,77 @@
+"""`serverless package` output: the template's shape and what the Lambda zip holds."""
+
+from __future__ import annotations
+
+import struct
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import packaged_template
+
+ELF_MACHINE_AARCH64 = 183
+
+
+@pytest.fixture(scope="module")
+def template(packaged: Path) -> dict[str, Any]:
+    return packaged_template(packaged)
+
+
+@pytest.fixture(scope="module")
+def zip_names(packaged: Path) -> list[str]:
+    with zipfile.ZipFile(packaged / "mailpixel.zip") as archive:
+        return archive.namelist()
+
+
+def resources_of(template: dict[str, Any], kind: str) -> dict[str, Any]:
+    return {k: v for k, v in template["Resources"].items() if v["Type"] == kind}
+
+
+def test_http_api_routes_the_pixel(template):
+    routes = {r["Properties"]["RouteKey"] for r in resources_of(template, "AWS::ApiGatewayV2::Route").values()}
+    assert {"GET /pixel", "HEAD /pixel", "GET /health"} <= routes
+    assert resources_of(template, "AWS::ApiGatewayV2::Api")["HttpApi"]["Properties"]["ProtocolType"] == "HTTP"
+
+
+def test_events_table_has_ttl_stream_index_and_recovery(template):
+    table = template["Resources"]["EventsTable"]["Properties"]
+    assert table["TableName"] == "mailpixel-test-events"
+    assert table["BillingMode"] == "PAY_PER_REQUEST"
+    assert table["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+    assert table["StreamSpecification"] == {"StreamViewType": "NEW_IMAGE"}
+    assert table["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    assert [k["AttributeName"] for k in table["KeySchema"]] == ["email_id", "open_key"]
+    (index,) = [i for i in table["GlobalSecondaryIndexes"] if i["IndexName"] == "by_user"]
+    assert [k["AttributeName"] for k in index["KeySchema"]] == ["user_id", "open_key"]
+
+
+def test_functions_run_the_chosen_runtime_and_table(template):
+    functions = resources_of(template, "AWS::Lambda::Function")
+    pixel = functions["PixelLambdaFunction"]["Properties"]
+    assert pixel["Runtime"] == "python3.13"
+    assert pixel["Architectures"] == ["arm64"]
+    assert pixel["Handler"] == "handler.pixel"
+    assert pixel["Environment"]["Variables"]["MAILPIXEL_TABLE"] == "mailpixel-test-events"
+
+
+def test_zip_holds_the_app_and_its_dependencies_only(zip_names):
+    tops = {name.split("/")[0] for name in zip_names}
+    assert {"handler.py", "mailpixel", "flask", "werkzeug", "serverless_wsgi.py", "requests"} <= tops
+    forbidden = {"boto3", "botocore", "tests", "node_modules", ".venv", ".data", "bench", "package.json", "bin"}
+    assert not tops & forbidden
+    assert not [n for n in zip_names if "__pycache__" in n or n.endswith(".pyc")]
+    assert "mailpixel/local.py" not in zip_names
+
+
+def test_compiled_dependencies_match_lambda_python_and_cpu(packaged: Path, zip_names):
+    shared = [n for n in zip_names if n.endswith(".so")]
+    assert shared, "expected compiled wheels (markupsafe, ua-parser-rs, ...)"
+    with zipfile.ZipFile(packaged / "mailpixel.zip") as archive:
+        for name in shared:
+            assert "cpython-313" in name or "abi3" in name, name
+            header = archive.read(name)[:20]
+            assert header[:4] == b"\x7fELF", name
+            (machine,) = struct.unpack_from("<H", header, 18)
+            assert machine == ELF_MACHINE_AARCH64, name
