@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import struct
 import zipfile
 from pathlib import Path
@@ -75,3 +76,17 @@ def test_compiled_dependencies_match_lambda_python_and_cpu(packaged: Path, zip_n
             assert header[:4] == b"\x7fELF", name
             (machine,) = struct.unpack_from("<H", header, 18)
             assert machine == ELF_MACHINE_AARCH64, name
+
+
+def test_fallback_queue_feeds_the_drain_function(template):
+    resources = template["Resources"]
+    queue = resources["FallbackQueue"]["Properties"]
+    assert queue["MessageRetentionPeriod"] == 1209600
+    assert queue["RedrivePolicy"]["deadLetterTargetArn"] == {"Fn::GetAtt": ["FallbackDeadLetterQueue", "Arn"]}
+    (mapping,) = [
+        r["Properties"] for r in resources.values()
+        if r["Type"] == "AWS::Lambda::EventSourceMapping" and "FallbackQueue" in json.dumps(r["Properties"]["EventSourceArn"])
+    ]
+    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    pixel_env = resources["PixelLambdaFunction"]["Properties"]["Environment"]["Variables"]
+    assert pixel_env["MAILPIXEL_FALLBACK_QUEUE_URL"] == {"Ref": "FallbackQueue"}
