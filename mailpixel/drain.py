@@ -47,13 +47,16 @@ def drain_records(records: Iterable[Mapping[str, Any]], store: EventStore) -> di
     return {"batchItemFailures": failures}
 
 
-def replay_queue(sqs: SQSClient, queue_url: str, store: EventStore, max_messages: int = 100_000) -> dict[str, Any]:
+def replay_queue(
+    sqs: SQSClient, queue_url: str, store: EventStore, max_messages: int = 100_000
+) -> dict[str, Any]:
     """Re-drive a queue (usually the dead-letter queue): write, then delete what was written."""
-    result = {"stored": 0, "duplicate": 0, "failed": 0, "unreadable": 0, "source": queue_url}
+    counts = {"stored": 0, "duplicate": 0, "failed": 0, "unreadable": 0}
     seen = 0
     while seen < max_messages:
-        batch = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1,
-                                    VisibilityTimeout=60).get("Messages", [])
+        batch = sqs.receive_message(
+            QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1, VisibilityTimeout=60
+        ).get("Messages", [])
         if not batch:
             break
         for message in batch:
@@ -61,12 +64,12 @@ def replay_queue(sqs: SQSClient, queue_url: str, store: EventStore, max_messages
             try:
                 event = event_from_body(message.get("Body", ""))
             except ValueError:
-                result["unreadable"] += 1
+                counts["unreadable"] += 1
                 continue
             try:
-                result["stored" if store.put_event(event) else "duplicate"] += 1
+                counts["stored" if store.put_event(event) else "duplicate"] += 1
             except Exception:  # noqa: BLE001 - stays in the queue for the next replay
-                result["failed"] += 1
+                counts["failed"] += 1
                 continue
             sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
-    return result
+    return {**counts, "source": queue_url}

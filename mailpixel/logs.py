@@ -70,7 +70,11 @@ class Metrics:
         emf = {
             "Timestamp": int(time.time() * 1000),
             "CloudWatchMetrics": [
-                {"Namespace": METRIC_NAMESPACE, "Dimensions": [[]], "Metrics": [{"Name": name, "Unit": "Count"}]}
+                {
+                    "Namespace": METRIC_NAMESPACE,
+                    "Dimensions": [[]],
+                    "Metrics": [{"Name": name, "Unit": "Count"}],
+                }
             ],
         }
         self._logger.info("metric", extra={"_aws": emf, name: value, **fields})

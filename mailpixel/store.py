@@ -70,7 +70,7 @@ def decode_cursor(cursor: str | None) -> dict[str, Any] | None:
 
 def plain(value: dict[str, Any]) -> Any:
     """Decode one DynamoDB attribute value into JSON-friendly Python."""
-    (kind, inner), = value.items()
+    ((kind, inner),) = value.items()
     if kind == "S":
         return inner
     if kind == "N":

@@ -7,7 +7,7 @@ named reason that the caller logs and counts, and the pixel is served regardless
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs
 
@@ -57,7 +57,7 @@ class PixelParams:
         return bool(self.email_id)
 
 
-def parse_pixel_params(get_all: dict[str, Sequence[str]]) -> PixelParams:
+def parse_pixel_params(get_all: Mapping[str, Sequence[str]]) -> PixelParams:
     """Clean the parameters. A repeated parameter keeps its first value, as most frameworks do."""
     params = PixelParams()
     for name in PIXEL_PARAMS:

@@ -47,7 +47,9 @@ def packaged(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     out = tmp_path_factory.mktemp("package")
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    env.update(AWS_EC2_METADATA_DISABLED="true", MAILPIXEL_PACKAGE_PYTHON=sys.executable, SLS_TELEMETRY_DISABLED="1")
+    env.update(
+        AWS_EC2_METADATA_DISABLED="true", MAILPIXEL_PACKAGE_PYTHON=sys.executable, SLS_TELEMETRY_DISABLED="1"
+    )
     result = subprocess.run(
         ["npx", "--no-install", "serverless", "package", "--stage", "test", "--package", str(out)],
         cwd=ROOT,
@@ -168,7 +170,11 @@ def lambda_handler(settings: Settings, table: str, monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("STRIP_STAGE_PATH", "1")
     sys.path.insert(0, str(ROOT))
     try:
-        module = importlib.reload(sys.modules["handler"]) if "handler" in sys.modules else importlib.import_module("handler")
+        module = (
+            importlib.reload(sys.modules["handler"])
+            if "handler" in sys.modules
+            else importlib.import_module("handler")
+        )
     finally:
         sys.path.remove(str(ROOT))
     return module.pixel  # type: ignore[no-any-return]

@@ -18,7 +18,8 @@ def assert_gif_bytes(body: bytes) -> None:
     assert image.format == "GIF"
     assert image.size == (1, 1)
     rgba = image.convert("RGBA")
-    assert rgba.getpixel((0, 0))[3] == 0, "the pixel must be transparent"
+    pixel = rgba.getpixel((0, 0))
+    assert isinstance(pixel, tuple) and pixel[3] == 0, "the pixel must be transparent"
 
 
 def assert_pixel_headers(headers: Mapping[str, Any]) -> None:

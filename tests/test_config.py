@@ -10,20 +10,36 @@ from mailpixel.config import DEFAULT_LOCAL_TABLE, ConfigError, Settings
 def test_defaults():
     s = Settings.from_env({})
     assert (s.table, s.endpoint_url, s.retention_days, s.port, s.dynamodb_port) == (
-        DEFAULT_LOCAL_TABLE, None, 400, 5000, 8000
+        DEFAULT_LOCAL_TABLE,
+        None,
+        400,
+        5000,
+        8000,
     )
     assert s.ip_storage == "full"
     assert s.signing_secrets == ()
 
 
 def test_values_are_read():
-    s = Settings.from_env({
-        "MAILPIXEL_TABLE": "t", "DYNAMODB_ENDPOINT_URL": "http://x:1", "AWS_REGION": "eu-west-1",
-        "MAILPIXEL_RETENTION_DAYS": "30", "PORT": "8080", "DYNAMODB_PORT": "9000",
-        "MAILPIXEL_SIGNING_SECRETS": " a , b ,", "MAILPIXEL_IP_STORAGE": "Truncated",
-    })
+    s = Settings.from_env(
+        {
+            "MAILPIXEL_TABLE": "t",
+            "DYNAMODB_ENDPOINT_URL": "http://x:1",
+            "AWS_REGION": "eu-west-1",
+            "MAILPIXEL_RETENTION_DAYS": "30",
+            "PORT": "8080",
+            "DYNAMODB_PORT": "9000",
+            "MAILPIXEL_SIGNING_SECRETS": " a , b ,",
+            "MAILPIXEL_IP_STORAGE": "Truncated",
+        }
+    )
     assert (s.table, s.endpoint_url, s.region, s.retention_days, s.port, s.dynamodb_port) == (
-        "t", "http://x:1", "eu-west-1", 30, 8080, 9000
+        "t",
+        "http://x:1",
+        "eu-west-1",
+        30,
+        8080,
+        9000,
     )
     assert s.signing_secrets == ("a", "b")
     assert s.ip_storage == "truncated"
@@ -49,7 +65,10 @@ def test_bad_values_name_the_variable(env, message):
 
 def test_cli_defaults_to_the_local_stack():
     assert Settings.from_env({}, local_default=True).endpoint_url == "http://127.0.0.1:8000"
-    assert Settings.from_env({"DYNAMODB_PORT": "8123"}, local_default=True).endpoint_url == "http://127.0.0.1:8123"
+    assert (
+        Settings.from_env({"DYNAMODB_PORT": "8123"}, local_default=True).endpoint_url
+        == "http://127.0.0.1:8123"
+    )
 
 
 def test_cli_goes_to_aws_when_a_table_is_named_without_an_endpoint():

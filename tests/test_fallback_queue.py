@@ -37,16 +37,18 @@ def sqs_endpoint() -> Iterator[str]:
 @pytest.fixture
 def queue(settings: Settings, sqs_endpoint: str, request: pytest.FixtureRequest) -> tuple[Any, str]:
     client = sqs_client(settings.with_overrides(sqs_endpoint_url=sqs_endpoint))
-    url = client.create_queue(QueueName=f"fallback-{request.node.name[:40].replace('[', '-').replace(']', '')}")[
-        "QueueUrl"
-    ]
+    url = client.create_queue(
+        QueueName=f"fallback-{request.node.name[:40].replace('[', '-').replace(']', '')}"
+    )["QueueUrl"]
     return client, url
 
 
 def receive_all(client: Any, url: str) -> list[dict[str, Any]]:
     messages: list[dict[str, Any]] = []
     while True:
-        batch = client.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0).get("Messages", [])
+        batch = client.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0).get(
+            "Messages", []
+        )
         if not batch:
             return messages
         messages += batch
@@ -55,19 +57,26 @@ def receive_all(client: Any, url: str) -> list[dict[str, Any]]:
 def lambda_sqs_event(messages: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "Records": [
-            {"messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"],
-             "eventSource": "aws:sqs"}
+            {
+                "messageId": m["MessageId"],
+                "receiptHandle": m["ReceiptHandle"],
+                "body": m["Body"],
+                "eventSource": "aws:sqs",
+            }
             for m in messages
         ]
     }
 
 
-def test_failed_write_goes_to_the_queue_and_the_drain_stores_it(settings, table, ddb, queue, sqs_endpoint,
-                                                                 lambda_handler):
+def test_failed_write_goes_to_the_queue_and_the_drain_stores_it(
+    settings, table, ddb, queue, sqs_endpoint, lambda_handler
+):
     client, url = queue
     broken = settings.with_overrides(
-        endpoint_url=f"http://127.0.0.1:{free_port()}", write_budget_seconds=0.3,
-        fallback_queue_url=url, sqs_endpoint_url=sqs_endpoint,
+        endpoint_url=f"http://127.0.0.1:{free_port()}",
+        write_budget_seconds=0.3,
+        fallback_queue_url=url,
+        sqs_endpoint_url=sqs_endpoint,
     )
     pixel_client = create_app(broken).test_client()
     for n in range(3):
@@ -95,18 +104,27 @@ def test_poison_message_is_reported_alone(store, ddb, table):
         {"messageId": "m2", "body": "{not json"},
         {"messageId": "m3", "body": json.dumps({"email_id": "x"})},
     ]
-    assert drain_records(records, store) == {"batchItemFailures": [{"itemIdentifier": "m2"}, {"itemIdentifier": "m3"}]}
+    assert drain_records(records, store) == {
+        "batchItemFailures": [{"itemIdentifier": "m2"}, {"itemIdentifier": "m3"}]
+    }
     assert [i["email_id"] for i in all_items(ddb, table)] == ["g"]
 
 
 def test_replay_drains_a_dead_letter_queue(settings, table, ddb, queue, sqs_endpoint, capsys, monkeypatch):
     client, url = queue
     for n in range(12):
-        body = {"email_id": "dlq", "opened_at": f"2026-11-24T00:00:{n:02d}.000Z", "request_id": f"r{n}", "expires_at": 1}
+        body = {
+            "email_id": "dlq",
+            "opened_at": f"2026-11-24T00:00:{n:02d}.000Z",
+            "request_id": f"r{n}",
+            "expires_at": 1,
+        }
         client.send_message(QueueUrl=url, MessageBody=json.dumps(body))
     client.send_message(QueueUrl=url, MessageBody="garbage")
     monkeypatch.setenv("SQS_ENDPOINT_URL", sqs_endpoint)
-    code = main(["replay", "--queue-url", url, "--endpoint-url", settings.endpoint_url, "--table", settings.table])
+    code = main(
+        ["replay", "--queue-url", url, "--endpoint-url", settings.endpoint_url, "--table", settings.table]
+    )
     result = json.loads(capsys.readouterr().out)
     assert (code, result["stored"], result["unreadable"]) == (0, 12, 1)
     assert len(all_items(ddb, table)) == 12

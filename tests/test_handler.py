@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import copy
+from typing import Any
 
 import pytest
 
@@ -11,7 +12,7 @@ from tests.conftest import all_items, http_api_event, load_event
 from tests.pixel_asserts import assert_lambda_pixel
 
 
-def rest_event(query: dict[str, list[str]] | None = None, **context: str) -> dict:
+def rest_event(query: dict[str, list[str]] | None = None, **context: str) -> dict[str, Any]:
     event = copy.deepcopy(load_event("apigw_rest_v1.json"))
     if query is not None:
         event["multiValueQueryStringParameters"] = query
@@ -56,7 +57,9 @@ def test_distinct_requests_in_the_same_millisecond_are_distinct_opens(lambda_han
 
 
 def test_client_sent_forwarded_for_is_ignored(lambda_handler, ddb, table):
-    event = http_api_event("email_id=e1", headers={"X-Forwarded-For": "6.6.6.6, 7.7.7.7"}, source_ip="192.0.2.44")
+    event = http_api_event(
+        "email_id=e1", headers={"X-Forwarded-For": "6.6.6.6, 7.7.7.7"}, source_ip="192.0.2.44"
+    )
     lambda_handler(event, None)
     (item,) = all_items(ddb, table)
     assert item["ip"] == "192.0.2.44"

@@ -46,7 +46,11 @@ class Stack:
 
     def start(self) -> str:
         self.process = subprocess.Popen(
-            [str(BIN / "mailpixel"), "run"], env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+            [str(BIN / "mailpixel"), "run"],
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
         assert self.process.stdout is not None
         deadline = time.monotonic() + 90
@@ -68,8 +72,14 @@ class Stack:
         return code
 
     def cli(self, *args: str) -> str:
-        result = subprocess.run([str(BIN / "mailpixel"), *args], env=self.env, capture_output=True, text=True,
-                                timeout=60, check=False)
+        result = subprocess.run(
+            [str(BIN / "mailpixel"), *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
         assert result.returncode == 0, result.stderr
         return result.stdout
 
@@ -105,7 +115,13 @@ def test_busy_port_is_a_clear_error(tmp_path):
         holder.listen()
         stack = Stack(tmp_path / "data")
         stack.env["PORT"] = str(holder.getsockname()[1])
-        result = subprocess.run([str(BIN / "mailpixel"), "run"], env=stack.env, capture_output=True, text=True,
-                                timeout=60, check=False)
+        result = subprocess.run(
+            [str(BIN / "mailpixel"), "run"],
+            env=stack.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
     assert result.returncode == 2
     assert "in use" in result.stderr and "PORT" in result.stderr

@@ -31,7 +31,9 @@ def resources_of(template: dict[str, Any], kind: str) -> dict[str, Any]:
 
 
 def test_http_api_routes_the_pixel(template):
-    routes = {r["Properties"]["RouteKey"] for r in resources_of(template, "AWS::ApiGatewayV2::Route").values()}
+    routes = {
+        r["Properties"]["RouteKey"] for r in resources_of(template, "AWS::ApiGatewayV2::Route").values()
+    }
     assert {"GET /pixel", "HEAD /pixel", "GET /health"} <= routes
     assert resources_of(template, "AWS::ApiGatewayV2::Api")["HttpApi"]["Properties"]["ProtocolType"] == "HTTP"
 
@@ -60,7 +62,17 @@ def test_functions_run_the_chosen_runtime_and_table(template):
 def test_zip_holds_the_app_and_its_dependencies_only(zip_names):
     tops = {name.split("/")[0] for name in zip_names}
     assert {"handler.py", "mailpixel", "flask", "werkzeug", "serverless_wsgi.py", "requests"} <= tops
-    forbidden = {"boto3", "botocore", "tests", "node_modules", ".venv", ".data", "bench", "package.json", "bin"}
+    forbidden = {
+        "boto3",
+        "botocore",
+        "tests",
+        "node_modules",
+        ".venv",
+        ".data",
+        "bench",
+        "package.json",
+        "bin",
+    }
     assert not tops & forbidden
     assert not [n for n in zip_names if "__pycache__" in n or n.endswith(".pyc")]
     assert "mailpixel/local.py" not in zip_names
@@ -84,8 +96,10 @@ def test_fallback_queue_feeds_the_drain_function(template):
     assert queue["MessageRetentionPeriod"] == 1209600
     assert queue["RedrivePolicy"]["deadLetterTargetArn"] == {"Fn::GetAtt": ["FallbackDeadLetterQueue", "Arn"]}
     (mapping,) = [
-        r["Properties"] for r in resources.values()
-        if r["Type"] == "AWS::Lambda::EventSourceMapping" and "FallbackQueue" in json.dumps(r["Properties"]["EventSourceArn"])
+        r["Properties"]
+        for r in resources.values()
+        if r["Type"] == "AWS::Lambda::EventSourceMapping"
+        and "FallbackQueue" in json.dumps(r["Properties"]["EventSourceArn"])
     ]
     assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     pixel_env = resources["PixelLambdaFunction"]["Properties"]["Environment"]["Variables"]
