@@ -1,0 +1,262 @@
+"""Published IP ranges of image proxies and mail security scanners, shipped as data files.
+
+Each `mailpixel/data/ranges-<owner>.txt` holds one network a line under a header of
+`# key: value` lines (owner, category, source, as_of). `mailpixel ranges refresh` rewrites
+the files whose owner publishes a machine-readable list; the others are kept as shipped.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import ipaddress
+import json
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+DATA_DIR = Path(__file__).resolve().parent.parent / "data"
+PREFIX = "ranges-"
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True)
+class RangeSet:
+    """The networks of one owner and where they came from."""
+
+    owner: str
+    category: str
+    networks: tuple[Network, ...]
+    header: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def source(self) -> str:
+        return " ".join(self.header.get("source", []))
+
+    @property
+    def as_of(self) -> str:
+        return (self.header.get("as_of") or [""])[0]
+
+
+def parse_range_file(text: str) -> RangeSet:
+    """Read a ranges file; unknown header keys are kept, bad lines raise ValueError with the line."""
+    header: dict[str, list[str]] = {}
+    networks: list[Network] = []
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line:
+            continue
+        if line.startswith("#"):
+            key, sep, value = line[1:].partition(":")
+            if sep:
+                header.setdefault(key.strip(), []).append(value.strip())
+            continue
+        try:
+            networks.append(ipaddress.ip_network(line.split()[0], strict=False))
+        except ValueError:
+            raise ValueError(f"line {number}: not a network: {line!r}") from None
+    owner = (header.get("owner") or [""])[0]
+    if not owner:
+        raise ValueError("missing '# owner:' header")
+    return RangeSet(owner, (header.get("category") or ["proxy"])[0], tuple(networks), header)
+
+
+def format_range_file(ranges: RangeSet) -> str:
+    lines = [f"# {key}: {value}" for key, values in ranges.header.items() for value in values]
+    lines += [str(n) for n in ranges.networks]
+    return "\n".join(lines) + "\n"
+
+
+class IpRanges:
+    """Longest-prefix lookup of an address among every owner's networks.
+
+    One dict per (version, prefix length): a lookup is a few dozen dict probes whatever the size
+    of the lists, and the refreshed Apple egress list (hundreds of thousands of prefixes) fits.
+    """
+
+    def __init__(self, sets: Iterable[RangeSet]) -> None:
+        self.sets = {s.owner: s for s in sets}
+        self._tables: dict[tuple[int, int], dict[int, str]] = {}
+        for s in self.sets.values():
+            for net in s.networks:
+                self._tables.setdefault((net.version, net.prefixlen), {})[int(net.network_address)] = s.owner
+        self._lengths = {
+            version: sorted((p for v, p in self._tables if v == version), reverse=True) for version in (4, 6)
+        }
+
+    @classmethod
+    def load(cls, directory: Path = DATA_DIR) -> IpRanges:
+        return cls(
+            parse_range_file(p.read_text(encoding="utf-8")) for p in sorted(directory.glob(f"{PREFIX}*.txt"))
+        )
+
+    def owner(self, ip: str | None) -> str | None:
+        """The owner whose most specific network holds `ip`, or None."""
+        if not ip:
+            return None
+        try:
+            address = ipaddress.ip_address(ip)
+        except ValueError:
+            return None
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        bits = 32 if address.version == 4 else 128
+        value = int(address)
+        for length in self._lengths[address.version]:
+            found = self._tables[(address.version, length)].get(value >> (bits - length) << (bits - length))
+            if found is not None:
+                return found
+        return None
+
+    def category(self, owner: str | None) -> str | None:
+        return self.sets[owner].category if owner in self.sets else None
+
+
+@cache
+def shipped_ranges() -> IpRanges:
+    """The ranges in the package, read once per process (per Lambda cold start)."""
+    return IpRanges.load()
+
+
+# --- refresh -------------------------------------------------------------------------------------
+
+APPLE_EGRESS_URL = "https://mask-api.icloud.com/egress-ip-ranges.csv"
+GOOGLE_URL = "https://www.gstatic.com/ipranges/goog.json"
+GOOGLE_CLOUD_URL = "https://www.gstatic.com/ipranges/cloud.json"
+MICROSOFT_URL = "https://endpoints.office.com/endpoints/worldwide?clientrequestid={uuid}"
+APPLE_OWN = ipaddress.ip_network("17.0.0.0/8")
+
+
+def _collapse(networks: Iterable[Network]) -> tuple[Network, ...]:
+    v4 = [n for n in networks if isinstance(n, ipaddress.IPv4Network)]
+    v6 = [n for n in networks if isinstance(n, ipaddress.IPv6Network)]
+    return (*ipaddress.collapse_addresses(v4), *ipaddress.collapse_addresses(v6))
+
+
+def parse_apple_egress(text: str) -> tuple[Network, ...]:
+    """iCloud Private Relay egress CSV: `prefix,country,region,city,` a line; plus Apple's own /8."""
+    networks: list[Network] = [APPLE_OWN]
+    for row in csv.reader(io.StringIO(text)):
+        if row and row[0].strip() and not row[0].startswith("#"):
+            networks.append(ipaddress.ip_network(row[0].strip(), strict=False))
+    if len(networks) == 1:
+        raise ValueError("Apple egress list holds no prefixes")
+    return _collapse(networks)
+
+
+def _google_prefixes(text: str) -> list[Network]:
+    data = json.loads(text)
+    if not isinstance(data, dict) or not isinstance(data.get("prefixes"), list):
+        raise ValueError("not a Google ipranges document (no 'prefixes' list)")
+    out: list[Network] = []
+    for entry in data["prefixes"]:
+        prefix = entry.get("ipv4Prefix") or entry.get("ipv6Prefix")
+        if prefix:
+            out.append(ipaddress.ip_network(prefix, strict=False))
+    return out
+
+
+def parse_google(goog_json: str, cloud_json: str) -> tuple[Network, ...]:
+    """goog.json minus cloud.json: Google's own addresses, not its cloud customers'."""
+    cloud = _google_prefixes(cloud_json)
+    kept: list[Network] = []
+    for net in _google_prefixes(goog_json):
+        pieces: list[Network] = [net]
+        for other in cloud:
+            if other.version != net.version:
+                continue
+            next_pieces: list[Network] = []
+            for piece in pieces:
+                if piece.subnet_of(other):  # type: ignore[arg-type]
+                    continue
+                if other.subnet_of(piece):  # type: ignore[arg-type]
+                    next_pieces.extend(piece.address_exclude(other))  # type: ignore[arg-type]
+                else:
+                    next_pieces.append(piece)
+            pieces = next_pieces
+        kept.extend(pieces)
+    if not kept:
+        raise ValueError("Google list minus cloud list is empty")
+    return _collapse(kept)
+
+
+def parse_microsoft(text: str) -> tuple[Network, ...]:
+    """Microsoft 365 endpoints: Exchange Online entries on TCP 25 are the EOP (scanner) ranges."""
+    data = json.loads(text)
+    if not isinstance(data, list):
+        raise ValueError("not a Microsoft 365 endpoints document (expected a list)")
+    networks: list[Network] = []
+    for entry in data:
+        ports = str(entry.get("tcpPorts", "")).split(",")
+        if entry.get("serviceArea") == "Exchange" and "25" in ports:
+            networks.extend(ipaddress.ip_network(ip, strict=False) for ip in entry.get("ips", []))
+    if not networks:
+        raise ValueError("no Exchange Online TCP 25 ranges in the endpoints document")
+    return _collapse(networks)
+
+
+Fetch = Callable[[str], str]
+
+
+def _http_get(url: str) -> str:
+    import requests
+
+    response = requests.get(url, timeout=30)
+    response.raise_for_status()
+    return response.text
+
+
+@dataclass(frozen=True)
+class Source:
+    owner: str
+    urls: Sequence[str]
+    parse: Callable[..., tuple[Network, ...]]
+
+
+SOURCES = (
+    Source("apple", (APPLE_EGRESS_URL,), parse_apple_egress),
+    Source("google", (GOOGLE_URL, GOOGLE_CLOUD_URL), parse_google),
+    Source("microsoft", (MICROSOFT_URL,), parse_microsoft),
+)
+
+
+def refresh(
+    directory: Path = DATA_DIR, *, fetch: Fetch = _http_get, today: str | None = None, out: Any = None
+) -> dict[str, Any]:
+    """Download each machine-readable list, rewrite its file with the date; keep the manual ones.
+
+    A source that fails to download or parse leaves its file untouched and is reported.
+    """
+    today = today or datetime.now(UTC).date().isoformat()
+    result: dict[str, Any] = {"updated": {}, "kept": [], "failed": {}}
+    for source in SOURCES:
+        path = directory / f"{PREFIX}{source.owner}.txt"
+        try:
+            old = parse_range_file(path.read_text(encoding="utf-8"))
+            urls = [u.format(uuid=uuid.uuid4()) for u in source.urls]
+            networks = source.parse(*(fetch(u) for u in urls))
+        except Exception as exc:  # noqa: BLE001 - one bad source must not stop the others
+            result["failed"][source.owner] = f"{type(exc).__name__}: {exc}"
+            continue
+        header = {k: v for k, v in old.header.items() if k not in ("as_of", "note")}
+        header["as_of"] = [today]
+        header["note"] = [f"refreshed by `mailpixel ranges refresh` from {', '.join(source.urls)}"]
+        path.write_text(
+            format_range_file(RangeSet(old.owner, old.category, networks, header)), encoding="utf-8"
+        )
+        result["updated"][source.owner] = len(networks)
+    refreshed = {s.owner for s in SOURCES}
+    result["kept"] = sorted(
+        p.name[len(PREFIX) : -4]
+        for p in directory.glob(f"{PREFIX}*.txt")
+        if p.name[len(PREFIX) : -4] not in refreshed
+    )
+    shipped_ranges.cache_clear()
+    if out is not None:
+        print(json.dumps(result, indent=2), file=out)
+    return result
