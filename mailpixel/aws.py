@@ -10,10 +10,14 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_dynamodbstreams import DynamoDBStreamsClient
     from mypy_boto3_sqs import SQSClient
+    from mypy_boto3_ssm import SSMClient
 
 # DynamoDB Local accepts any credentials. Passing these explicitly for a local endpoint keeps
 # botocore from searching for real ones (and from probing the EC2 metadata address).
-LOCAL_CREDENTIALS = {"aws_access_key_id": "local", "aws_secret_access_key": "local"}
+LOCAL_CREDENTIALS = {
+    "aws_access_key_id": "local",
+    "aws_secret_access_key": "local",  # DynamoDB Local takes any value; not a secret  # nosec B105
+}
 
 
 def _client(service: str, settings: Settings, *, endpoint_url: str | None, **config: Any) -> Any:
@@ -55,4 +59,17 @@ def streams_client(settings: Settings) -> DynamoDBStreamsClient:
 
 
 def sqs_client(settings: Settings) -> SQSClient:
-    return _client("sqs", settings, endpoint_url=None, connect_timeout=0.5, read_timeout=1)  # type: ignore[no-any-return]
+    return _client(  # type: ignore[no-any-return]
+        "sqs", settings, endpoint_url=settings.sqs_endpoint_url, connect_timeout=0.5, read_timeout=2
+    )
+
+
+def ssm_client(settings: Settings) -> SSMClient:
+    return _client(  # type: ignore[no-any-return]
+        "ssm",
+        settings,
+        endpoint_url=None,
+        connect_timeout=1,
+        read_timeout=2,
+        retries={"total_max_attempts": 3, "mode": "standard"},
+    )

@@ -11,20 +11,43 @@ import argparse
 import csv
 import json
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, TextIO
 
 from mailpixel.config import ConfigError, Settings
 
 OPEN_COLUMNS = ("opened_at", "email_id", "user_id", "ip", "user_agent", "request_id")
+# The table format shows enrichment in three short columns instead of the raw maps.
+TABLE_COLUMNS = ("opened_at", "email_id", "user_id", "ip", "client", "open", "country", "request_id")
+
+
+def table_row(row: dict[str, Any]) -> dict[str, Any]:
+    """An open as the table shows it: client name, machine/human (with the reason), country."""
+    client: dict[str, Any] = row["client"] if isinstance(row.get("client"), dict) else {}
+    geo: dict[str, Any] = row["geo"] if isinstance(row.get("geo"), dict) else {}
+    if "machine_open" not in row:
+        kind = "pending"
+    elif row["machine_open"]:
+        kind = f"machine:{row.get('machine_reason') or '?'}"
+    else:
+        kind = "human"
+    if row.get("proxy"):
+        kind += f" via {row['proxy']}"
+    return {**row, "client": client.get("name"), "open": kind, "country": geo.get("country")}
 
 
 def _settings(args: argparse.Namespace) -> Settings:
     settings = Settings.from_env(local_default=True)
     if getattr(args, "stage", None):
-        settings = settings.with_overrides(table=f"mailpixel-{args.stage}-events", endpoint_url=None)
+        settings = settings.with_overrides(
+            table=f"mailpixel-{args.stage}-events",
+            meta_table=f"mailpixel-{args.stage}-meta",
+            endpoint_url=None,
+        )
     if getattr(args, "table", None):
         settings = settings.with_overrides(table=args.table)
+    if getattr(args, "meta_table", None):
+        settings = settings.with_overrides(meta_table=args.meta_table)
     if getattr(args, "endpoint_url", None):
         settings = settings.with_overrides(endpoint_url=args.endpoint_url)
     return settings
@@ -83,7 +106,79 @@ def cmd_opens(args: argparse.Namespace) -> int:
         query["email_id"] = args.email_id
     else:
         query["user_id"] = args.user_id
-    write_rows(store.iter_opens(**query), args.format, OPEN_COLUMNS, sys.stdout)
+    rows = store.iter_opens(**query)
+    if args.format != "table" and sys.stderr.isatty():
+        rows = progress(rows, sys.stderr, _expected_rows(settings, args))
+    if args.format == "table":
+        write_rows((table_row(r) for r in rows), args.format, TABLE_COLUMNS, sys.stdout)
+    else:
+        write_rows(rows, args.format, OPEN_COLUMNS, sys.stdout)
+    return 0
+
+
+def cmd_ranges(args: argparse.Namespace) -> int:
+    from mailpixel.enrich.ranges import refresh
+
+    result = refresh(out=sys.stdout)
+    return 1 if result["failed"] else 0
+
+
+def _expected_rows(settings: Settings, args: argparse.Namespace) -> int | None:
+    """The email's enriched open count, which sizes the progress bar; None when unknown."""
+    if args.email_id is None or args.since or args.until:
+        return None
+    from mailpixel.aws import dynamodb_client
+    from mailpixel.stats import email_stats
+
+    try:
+        stats = email_stats(dynamodb_client(settings), settings.meta_table, args.email_id)
+        return int(stats["opens"]) or None
+    except Exception:  # noqa: BLE001 - a bar without a total is still a progress report
+        return None
+
+
+def progress(
+    rows: Iterable[dict[str, Any]], out: TextIO, total: int | None = None
+) -> Iterator[dict[str, Any]]:
+    """Pass rows through, redrawing a one-line progress report on `out` (a terminal)."""
+    import time
+
+    count, started, drawn = 0, time.monotonic(), 0.0
+
+    def draw(final: bool = False) -> None:
+        rate = count / max(time.monotonic() - started, 1e-6)
+        line = f"{count:,} rows · {rate:,.0f} rows/s"
+        if total:
+            done = min(count / total, 1.0)
+            line = f"[{'#' * int(done * 30):<30}] {done:4.0%} " + line
+        out.write("\r" + line + ("\n" if final else ""))
+        out.flush()
+
+    for row in rows:
+        count += 1
+        if time.monotonic() - drawn > 0.1:
+            drawn = time.monotonic()
+            draw()
+        yield row
+    draw(final=True)
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    from mailpixel.aws import dynamodb_client
+    from mailpixel.stats import email_stats
+
+    settings = _settings(args)
+    if args.meta_table:
+        settings = settings.with_overrides(meta_table=args.meta_table)
+    result = email_stats(dynamodb_client(settings), settings.meta_table, args.email_id)
+    if args.format == "json":
+        print(json.dumps(result, sort_keys=True))
+        return 0
+    width = max(len(name) for name in result) + 2
+    for name, value in result.items():
+        if isinstance(value, dict):
+            value = ", ".join(f"{k} {v}" for k, v in sorted(value.items(), key=lambda kv: -kv[1])) or "-"
+        print(f"{name:<{width}}{'-' if value is None else value}")
     return 0
 
 
@@ -92,7 +187,12 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     store = _store(settings)
-    if args.log:
+    if args.queue_url:
+        from mailpixel.aws import sqs_client
+        from mailpixel.drain import replay_queue
+
+        result = replay_queue(sqs_client(settings), args.queue_url, store)
+    elif args.log:
         result = replay_log(store, args.log)
     else:
         from pathlib import Path
@@ -103,10 +203,76 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 0 if result["failed"] == 0 else 1
 
 
+def cmd_url(args: argparse.Namespace) -> int:
+    import html
+    import time
+
+    from mailpixel.signing import make_url
+
+    settings = Settings.from_env(local_default=True)
+    secrets = settings.signing_secrets
+    if not secrets and settings.signing_secrets_parameter:
+        from mailpixel.secrets import load_signing_secrets
+
+        secrets = load_signing_secrets(settings)
+    if not secrets:
+        print(
+            "mailpixel: warning: no signing secret (MAILPIXEL_SIGNING_SECRETS): this URL is unsigned "
+            "and only a pixel without signing secrets records it",
+            file=sys.stderr,
+        )
+    base_url = args.base_url or settings.public_base_url or f"http://127.0.0.1:{settings.port}"
+    issued = int(time.time()) if args.with_time else None
+    url = make_url(base_url, args.email_id, args.user_id, secrets[0] if secrets else None, t=issued)
+    img = (
+        f'<img src="{html.escape(url, quote=True)}" width="1" height="1" alt="" '
+        'style="display:block;width:1px;height:1px;border:0;" />'
+    )
+    if args.format == "json":
+        print(json.dumps({"url": url, "img": img}))
+    else:
+        print(url)
+        print(img)
+    return 0
+
+
+def cmd_forget(args: argparse.Namespace) -> int:
+    from mailpixel.aws import dynamodb_client
+    from mailpixel.erasure import Eraser
+
+    settings = _settings(args)
+    if args.meta_table:
+        settings = settings.with_overrides(meta_table=args.meta_table)
+    eraser = Eraser(dynamodb_client(settings), settings.table, settings.meta_table)
+    if args.user_id is not None:
+        who, result = {"user_id": args.user_id}, eraser.forget_user(args.user_id)
+    else:
+        who, result = {"email_id": args.email_id}, eraser.forget_email(args.email_id)
+    if args.format == "json":
+        print(json.dumps({**who, **result.to_json()}, sort_keys=True))
+    else:
+        ((kind, name),) = who.items()
+        print(f"deleted {result.events} events and {result.meta} derived items of {kind} {name}")
+    return 0
+
+
+def cmd_reenrich(args: argparse.Namespace) -> int:
+    from mailpixel.aws import dynamodb_client
+    from mailpixel.enrich.redrive import reenrich
+    from mailpixel.enrich.stream import build_handler
+
+    settings = _settings(args)
+    client = dynamodb_client(settings)
+    result = reenrich(client, settings.table, build_handler(settings, ddb=client))
+    print(json.dumps(result))
+    return 0 if result["failed"] == 0 else 1
+
+
 def _add_target(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("where the events are")
     group.add_argument("--table", help="table name (default: MAILPIXEL_TABLE, else the local table)")
     group.add_argument("--stage", help="read the deployed stage's table, mailpixel-STAGE-events, in AWS")
+    group.add_argument("--meta-table", help="meta table name (default: MAILPIXEL_META_TABLE, else the local one)")
     group.add_argument("--endpoint-url", help="DynamoDB endpoint (default: DYNAMODB_ENDPOINT_URL or local)")
 
 
@@ -127,11 +293,44 @@ def build_parser() -> argparse.ArgumentParser:
     _add_target(opens)
     opens.set_defaults(func=cmd_opens)
 
+    stats = commands.add_parser("stats", help="print an email's aggregates: opens, unique (human) openers")
+    stats.add_argument("--email-id", required=True)
+    stats.add_argument("--format", choices=("table", "json"), default="table")
+    _add_target(stats)
+    stats.set_defaults(func=cmd_stats)
+
     replay = commands.add_parser("replay", help="write opens kept in the fallback back into the table")
     replay.add_argument("--file", help="fallback file (default: DATA_DIR/fallback/pending.jsonl)")
     replay.add_argument("--log", help="a log file to scan for open_not_stored lines instead")
+    replay.add_argument("--queue-url", help="an SQS queue to drain instead (in AWS: the fallback dead-letter queue)")
     _add_target(replay)
     replay.set_defaults(func=cmd_replay)
+
+    again = commands.add_parser(
+        "reenrich", help="enrich events that never were (after an outage or the failure queue)"
+    )
+    _add_target(again)
+    again.set_defaults(func=cmd_reenrich)
+
+    url = commands.add_parser("url", help="print a (signed) pixel URL and its <img> tag")
+    url.add_argument("--email-id", required=True)
+    url.add_argument("--user-id", required=True)
+    url.add_argument("--base-url", help="where the pixel answers (default: MAILPIXEL_BASE_URL, local stack)")
+    url.add_argument("--with-time", action="store_true", help="add t, the issue time, so the URL can expire")
+    url.add_argument("--format", choices=("text", "json"), default="text")
+    url.set_defaults(func=cmd_url)
+
+    forget = commands.add_parser("forget", help="delete every item about one user or one email (erasure)")
+    subject = forget.add_mutually_exclusive_group(required=True)
+    subject.add_argument("--user-id")
+    subject.add_argument("--email-id")
+    forget.add_argument("--format", choices=("text", "json"), default="text")
+    _add_target(forget)
+    forget.set_defaults(func=cmd_forget)
+    ranges = commands.add_parser("ranges", help="proxy and scanner IP ranges used by enrichment")
+    ranges_commands = ranges.add_subparsers(dest="ranges_command", required=True, metavar="ACTION")
+    refresh = ranges_commands.add_parser("refresh", help="download the published lists into mailpixel/data/")
+    refresh.set_defaults(func=cmd_ranges)
     return parser
 
 

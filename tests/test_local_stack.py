@@ -88,7 +88,7 @@ def test_run_serves_stores_stops_cleanly_and_keeps_data(tmp_path):
     stack = Stack(tmp_path / "data")
     url = stack.start()
     try:
-        assert url == f"http://127.0.0.1:{stack.port}/pixel?user_id=u1&email_id=e1"
+        assert url == f"http://127.0.0.1:{stack.port}/pixel?email_id=e1&user_id=u1"
         with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 - loopback
             assert response.headers["Cache-Control"].startswith("no-store")
             assert_gif_bytes(response.read())
