@@ -80,8 +80,9 @@ def write_rows(rows: Iterable[dict[str, Any]], fmt: str, columns: Sequence[str],
     if fmt == "csv":
         writer = csv.writer(out)
         writer.writerow(columns)
-        for count, row in enumerate(rows, start=1):
+        for row in rows:
             writer.writerow([_cell(row.get(c)) for c in columns])
+            count += 1
         return count
     table = [[_cell(row.get(c)) for c in columns] for row in rows]
     widths = [min(40, max([len(c)] + [len(r[i]) for r in table])) for i, c in enumerate(columns)]
@@ -168,8 +169,6 @@ def cmd_stats(args: argparse.Namespace) -> int:
     from mailpixel.stats import email_stats
 
     settings = _settings(args)
-    if args.meta_table:
-        settings = settings.with_overrides(meta_table=args.meta_table)
     result = email_stats(dynamodb_client(settings), settings.meta_table, args.email_id)
     if args.format == "json":
         print(json.dumps(result, sort_keys=True))
@@ -241,8 +240,6 @@ def cmd_forget(args: argparse.Namespace) -> int:
     from mailpixel.erasure import Eraser
 
     settings = _settings(args)
-    if args.meta_table:
-        settings = settings.with_overrides(meta_table=args.meta_table)
     eraser = Eraser(dynamodb_client(settings), settings.table, settings.meta_table)
     if args.user_id is not None:
         who, result = {"user_id": args.user_id}, eraser.forget_user(args.user_id)
@@ -272,7 +269,9 @@ def _add_target(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("where the events are")
     group.add_argument("--table", help="table name (default: MAILPIXEL_TABLE, else the local table)")
     group.add_argument("--stage", help="read the deployed stage's table, mailpixel-STAGE-events, in AWS")
-    group.add_argument("--meta-table", help="meta table name (default: MAILPIXEL_META_TABLE, else the local one)")
+    group.add_argument(
+        "--meta-table", help="meta table name (default: MAILPIXEL_META_TABLE, else the local one)"
+    )
     group.add_argument("--endpoint-url", help="DynamoDB endpoint (default: DYNAMODB_ENDPOINT_URL or local)")
 
 
@@ -280,7 +279,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mailpixel", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    run = commands.add_parser("run", help="run the local stack (DynamoDB Local + the app), as `make run` does")
+    run = commands.add_parser(
+        "run", help="run the local stack (DynamoDB Local + the app), as `make run` does"
+    )
     run.set_defaults(func=cmd_run)
 
     opens = commands.add_parser("opens", help="list open events of an email or of a user, oldest first")
@@ -302,7 +303,9 @@ def build_parser() -> argparse.ArgumentParser:
     replay = commands.add_parser("replay", help="write opens kept in the fallback back into the table")
     replay.add_argument("--file", help="fallback file (default: DATA_DIR/fallback/pending.jsonl)")
     replay.add_argument("--log", help="a log file to scan for open_not_stored lines instead")
-    replay.add_argument("--queue-url", help="an SQS queue to drain instead (in AWS: the fallback dead-letter queue)")
+    replay.add_argument(
+        "--queue-url", help="an SQS queue to drain instead (in AWS: the fallback dead-letter queue)"
+    )
     _add_target(replay)
     replay.set_defaults(func=cmd_replay)
 

@@ -8,6 +8,7 @@ import json
 import random
 import sys
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -30,7 +31,7 @@ def stack_env(monkeypatch) -> Iterator[FakeIpinfo]:
     server.stop()
 
 
-def recount(events: list[dict]) -> dict:
+def recount(events: list[dict[str, Any]]) -> dict[str, Any]:
     humans = [e for e in events if not e["machine_open"]]
     return {
         "opens": len(events),
@@ -45,11 +46,18 @@ def recount(events: list[dict]) -> dict:
 
 def test_stats_agree_with_a_recount_after_replays(stack_env, lambda_handler, settings, ddb, table, capsys):
     rng = random.Random(7)
-    kinds = [(APPLE_MPP, "17.58.0.10"), (OUTLOOK, "81.2.69.160"), (GMAIL, "66.249.84.1"), (OUTLOOK, "81.2.69.142")]
+    kinds = [
+        (APPLE_MPP, "17.58.0.10"),
+        (OUTLOOK, "81.2.69.160"),
+        (GMAIL, "66.249.84.1"),
+        (OUTLOOK, "81.2.69.142"),
+    ]
     for n in range(30):
         ua, ip = rng.choice(kinds)
         event = http_api_event(
-            {"email_id": "camp", "user_id": f"u{rng.randint(1, 8)}"}, request_id=f"r{n}", source_ip=ip,
+            {"email_id": "camp", "user_id": f"u{rng.randint(1, 8)}"},
+            request_id=f"r{n}",
+            source_ip=ip,
             headers={"User-Agent": ua},
         )
         event["requestContext"]["timeEpoch"] = 1_795_528_140_000 + n * 61_000
@@ -65,8 +73,24 @@ def test_stats_agree_with_a_recount_after_replays(stack_env, lambda_handler, set
     expected = recount(events)
     assert expected["machine_opens"] > 0 and expected["human_opens"] > 0
 
-    assert main(["stats", "--email-id", "camp", "--format", "json", "--endpoint-url", settings.endpoint_url,
-                 "--table", table, "--meta-table", settings.meta_table]) == 0
+    assert (
+        main(
+            [
+                "stats",
+                "--email-id",
+                "camp",
+                "--format",
+                "json",
+                "--endpoint-url",
+                settings.endpoint_url,
+                "--table",
+                table,
+                "--meta-table",
+                settings.meta_table,
+            ]
+        )
+        == 0
+    )
     from_cli = json.loads(capsys.readouterr().out)
     assert {k: from_cli[k] for k in expected} == expected
 

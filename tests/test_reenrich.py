@@ -22,9 +22,19 @@ def ipinfo(monkeypatch) -> Iterator[FakeIpinfo]:
 
 def test_reenrich_enriches_what_the_stream_never_did(ipinfo, lambda_handler, settings, ddb, table, capsys):
     for n in range(3):
-        lambda_handler(http_api_event(f"email_id=e{n}&user_id=u", request_id=f"r{n}", source_ip="81.2.69.160"), None)
+        lambda_handler(
+            http_api_event(f"email_id=e{n}&user_id=u", request_id=f"r{n}", source_ip="81.2.69.160"), None
+        )
     assert all("enriched_at" not in i for i in all_items(ddb, table))
-    args = ["reenrich", "--endpoint-url", settings.endpoint_url, "--table", table, "--meta-table", settings.meta_table]
+    args = [
+        "reenrich",
+        "--endpoint-url",
+        settings.endpoint_url,
+        "--table",
+        table,
+        "--meta-table",
+        settings.meta_table,
+    ]
 
     assert main(args) == 0
     assert json.loads(capsys.readouterr().out) == {"found": 3, "enriched": 3, "failed": 0}
