@@ -94,6 +94,15 @@ def test_run_serves_stores_stops_cleanly_and_keeps_data(tmp_path):
             assert_gif_bytes(response.read())
         rows = json.loads(stack.cli("opens", "--email-id", "e1", "--format", "json"))
         assert [(r["email_id"], r["user_id"], r["ip"]) for r in rows] == [("e1", "u1", "127.0.0.1")]
+        # The stack's stream poller enriches the open within seconds (issue 3's promise: 10 s).
+        deadline = time.monotonic() + 10
+        while "enriched_at" not in rows[0] and time.monotonic() < deadline:
+            time.sleep(0.25)
+            rows = json.loads(stack.cli("opens", "--email-id", "e1", "--format", "json"))
+        (row,) = rows
+        assert {"client", "machine_open", "geo", "enriched_at"} <= set(row), row
+        assert row["geo"]["source"] == "reserved"  # loopback is never sent to a provider
+        assert "Enriching new opens" in "".join(stack.output)
     finally:
         assert stack.stop() == 0
     assert processes_mentioning(str(tmp_path / "data")) == [], "a process of the first run is still alive"
