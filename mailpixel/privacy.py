@@ -5,6 +5,19 @@ from __future__ import annotations
 import ipaddress
 
 
+def parse_ip(ip: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The address, with IPv4-mapped IPv6 (::ffff:a.b.c.d) unwrapped to IPv4; None if invalid."""
+    if not ip:
+        return None
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
 def stored_ip(ip: str, mode: str) -> str | None:
     """`full` keeps the address, `truncated` keeps its IPv4 /24 or IPv6 /48 network, `none` nothing.
 

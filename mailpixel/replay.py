@@ -25,39 +25,49 @@ def _put_all(store: EventStore, events: Iterable[OpenEvent]) -> tuple[dict[str, 
     return result, failed
 
 
-def _parse_lines(lines: Iterable[str]) -> tuple[list[OpenEvent], int]:
-    events, unreadable = [], 0
+def _parse_lines(lines: Iterable[str]) -> tuple[list[OpenEvent], list[str]]:
+    """Events, and the lines that are none (cut short by a crash, edited by hand): kept, not lost."""
+    events, unreadable = [], []
     for line in lines:
         if not line.strip():
             continue
         try:
             events.append(OpenEvent.from_json(json.loads(line)))
-        except (ValueError, TypeError):
-            unreadable += 1
+        except (ValueError, TypeError, AttributeError):  # AttributeError: JSON, but not an object
+            unreadable.append(line)
     return events, unreadable
+
+
+def _append_lines(path: Path, lines: Iterable[str]) -> None:
+    with path.open("a", encoding="utf-8") as fh:
+        for line in lines:
+            fh.write(line + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
 
 
 def replay_file(store: EventStore, path: Path) -> dict[str, Any]:
     """Replay a JSON-lines fallback file. What failed again stays in the file; the rest goes.
 
     The file is first renamed aside, so opens that arrive during the replay start a new file
-    and are not lost when the replayed one is removed.
+    and are not lost when the replayed one is removed. Lines that are not events are moved to
+    `<file>.unreadable` for a person to look at.
     """
     if not path.exists():
         return {"stored": 0, "duplicate": 0, "failed": 0, "unreadable": 0, "source": str(path)}
     working = path.with_suffix(".replaying")
     if not working.exists():
         os.replace(path, working)
-    events, unreadable = _parse_lines(working.read_text(encoding="utf-8").splitlines())
+    events, unreadable = _parse_lines(working.read_text(encoding="utf-8", errors="replace").splitlines())
     result, failed = _put_all(store, events)
     if failed:
-        with path.open("a", encoding="utf-8") as fh:
-            for event in failed:
-                fh.write(json.dumps(event.to_json()) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
+        _append_lines(path, (json.dumps(event.to_json()) for event in failed))
+    kept = path.with_name(path.name + ".unreadable")
+    if unreadable:
+        _append_lines(kept, unreadable)
     working.unlink()
-    return {**result, "unreadable": unreadable, "source": str(path)}
+    summary = {**result, "unreadable": len(unreadable), "source": str(path)}
+    return {**summary, "unreadable_kept_in": str(kept)} if unreadable else summary
 
 
 def events_from_log(lines: Iterable[str]) -> list[OpenEvent]:

@@ -26,6 +26,7 @@ from mailpixel.config import Settings
 from mailpixel.local import DynamoDBLocal, free_port
 from mailpixel.store import EventStore
 from mailpixel.tables import ensure_tables
+from tests.fake_ipinfo import FakeIpinfo
 
 FIXTURES = Path(__file__).parent / "fixtures"
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,6 +36,32 @@ _table_numbers = itertools.count()
 # Never let botocore look for credentials or instance metadata off this machine.
 os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
 os.environ.pop("AWS_PROFILE", None)
+
+
+@pytest.fixture(scope="session")
+def fake_ipinfo() -> Iterator[FakeIpinfo]:
+    """One fake ipinfo server on 127.0.0.1 for the session; `ipinfo` resets it per test."""
+    server = FakeIpinfo().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def ipinfo(fake_ipinfo: FakeIpinfo) -> FakeIpinfo:
+    fake_ipinfo.reset()
+    return fake_ipinfo
+
+
+def target_args(settings: Settings) -> list[str]:
+    """CLI flags that point a `mailpixel` command at this test's tables."""
+    return [
+        "--endpoint-url",
+        settings.endpoint_url or "",
+        "--table",
+        settings.table,
+        "--meta-table",
+        settings.meta_table,
+    ]
 
 
 @pytest.fixture(scope="session")

@@ -7,14 +7,13 @@ from __future__ import annotations
 import json
 import random
 import sys
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from mailpixel.cli import main
 from mailpixel.streams import StreamPoller
-from tests.conftest import all_items, http_api_event
+from tests.conftest import all_items, http_api_event, target_args
 from tests.fake_ipinfo import FakeIpinfo
 
 APPLE_MPP = "Mozilla/5.0"
@@ -23,12 +22,10 @@ GMAIL = "Mozilla/5.0 (Windows NT 5.1; rv:11.0) Gecko Firefox/11.0 (via ggpht.com
 
 
 @pytest.fixture
-def stack_env(monkeypatch) -> Iterator[FakeIpinfo]:
-    server = FakeIpinfo().start()
-    monkeypatch.setenv("IPINFO_URL", server.url)
+def stack_env(monkeypatch, ipinfo: FakeIpinfo) -> FakeIpinfo:
+    monkeypatch.setenv("IPINFO_URL", ipinfo.url)
     monkeypatch.setenv("MAILPIXEL_API_KEYS", "k1")
-    yield server
-    server.stop()
+    return ipinfo
 
 
 def recount(events: list[dict[str, Any]]) -> dict[str, Any]:
@@ -73,24 +70,7 @@ def test_stats_agree_with_a_recount_after_replays(stack_env, lambda_handler, set
     expected = recount(events)
     assert expected["machine_opens"] > 0 and expected["human_opens"] > 0
 
-    assert (
-        main(
-            [
-                "stats",
-                "--email-id",
-                "camp",
-                "--format",
-                "json",
-                "--endpoint-url",
-                settings.endpoint_url,
-                "--table",
-                table,
-                "--meta-table",
-                settings.meta_table,
-            ]
-        )
-        == 0
-    )
+    assert main(["stats", "--email-id", "camp", "--format", "json", *target_args(settings)]) == 0
     from_cli = json.loads(capsys.readouterr().out)
     assert {k: from_cli[k] for k in expected} == expected
 

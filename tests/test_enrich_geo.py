@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -32,19 +31,6 @@ class Clock:
     def sleep(self, seconds: float) -> None:
         self.slept.append(seconds)
         self.now += seconds
-
-
-@pytest.fixture(scope="module")
-def fake() -> Iterator[FakeIpinfo]:
-    server = FakeIpinfo().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def ipinfo(fake: FakeIpinfo) -> FakeIpinfo:
-    fake.reset()
-    return fake
 
 
 @pytest.fixture

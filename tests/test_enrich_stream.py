@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import sys
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -15,23 +14,9 @@ from mailpixel.enrich.stream import StreamHandler, build_handler
 from mailpixel.events import RequestFacts, build_open_event
 from mailpixel.streams import StreamPoller
 from tests.conftest import all_items, http_api_event
-from tests.fake_ipinfo import FakeIpinfo
 
 APPLE_MAIL = "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko)"
 GMAIL_PROXY = "Mozilla/5.0 (Windows NT 5.1; rv:11.0) Gecko Firefox/11.0 (via ggpht.com GoogleImageProxy)"
-
-
-@pytest.fixture(scope="module")
-def fake() -> Iterator[FakeIpinfo]:
-    server = FakeIpinfo().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def ipinfo(fake: FakeIpinfo) -> FakeIpinfo:
-    fake.reset()
-    return fake
 
 
 @pytest.fixture

@@ -3,38 +3,22 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-
-import pytest
 
 from mailpixel.cli import main
-from tests.conftest import all_items, http_api_event
-from tests.fake_ipinfo import FakeIpinfo
+from tests.conftest import all_items, http_api_event, target_args
 
 
-@pytest.fixture
-def ipinfo(monkeypatch) -> Iterator[FakeIpinfo]:
-    server = FakeIpinfo().start()
-    monkeypatch.setenv("IPINFO_URL", server.url)
-    yield server
-    server.stop()
-
-
-def test_reenrich_enriches_what_the_stream_never_did(ipinfo, lambda_handler, settings, ddb, table, capsys):
+def test_reenrich_enriches_what_the_stream_never_did(
+    ipinfo, monkeypatch, request, settings, ddb, table, capsys
+):
+    monkeypatch.setenv("IPINFO_URL", ipinfo.url)
+    lambda_handler = request.getfixturevalue("lambda_handler")
     for n in range(3):
         lambda_handler(
             http_api_event(f"email_id=e{n}&user_id=u", request_id=f"r{n}", source_ip="81.2.69.160"), None
         )
     assert all("enriched_at" not in i for i in all_items(ddb, table))
-    args = [
-        "reenrich",
-        "--endpoint-url",
-        settings.endpoint_url,
-        "--table",
-        table,
-        "--meta-table",
-        settings.meta_table,
-    ]
+    args = ["reenrich", *target_args(settings)]
 
     assert main(args) == 0
     assert json.loads(capsys.readouterr().out) == {"found": 3, "enriched": 3, "failed": 0}

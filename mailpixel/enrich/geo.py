@@ -9,7 +9,6 @@ as failed, so the caller retries those records later instead of dropping them.
 
 from __future__ import annotations
 
-import ipaddress
 import math
 import time
 from collections import OrderedDict
@@ -18,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from mailpixel.logs import Metrics, get_logger
+from mailpixel.privacy import parse_ip
 from mailpixel.store import plain
 
 if TYPE_CHECKING:
@@ -55,13 +55,8 @@ class GeoProvider(Protocol):
 
 def is_public(ip: str) -> bool:
     """True only for globally routable unicast addresses: what may be sent to a provider."""
-    try:
-        address = ipaddress.ip_address(ip)
-    except ValueError:
-        return False
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    return address.is_global and not address.is_multicast
+    address = parse_ip(ip)
+    return address is not None and address.is_global and not address.is_multicast
 
 
 def _number(value: Any) -> float | None:

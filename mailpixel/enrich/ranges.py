@@ -19,6 +19,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from mailpixel.privacy import parse_ip
+
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 PREFIX = "ranges-"
 
@@ -97,14 +99,9 @@ class IpRanges:
 
     def owner(self, ip: str | None) -> str | None:
         """The owner whose most specific network holds `ip`, or None."""
-        if not ip:
+        address = parse_ip(ip)
+        if address is None:
             return None
-        try:
-            address = ipaddress.ip_address(ip)
-        except ValueError:
-            return None
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-            address = address.ipv4_mapped
         bits = 32 if address.version == 4 else 128
         value = int(address)
         for length in self._lengths[address.version]:
