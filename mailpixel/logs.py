@@ -39,12 +39,25 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(payload, default=str, ensure_ascii=False)
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever `sys.stderr` is at the time, not the one there at configuration:
+    test runners and embedding tools swap it, and a kept reference ends up closed."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
 def configure(level: str = "INFO") -> None:
     """Send mailpixel's logs to stderr as JSON; idempotent, so warm invocations add nothing."""
     root = logging.getLogger(SERVICE)
     root.setLevel(level)
     if not any(getattr(h, "_mailpixel", False) for h in root.handlers):
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _StderrHandler()
         handler.setFormatter(JsonFormatter())
         handler._mailpixel = True  # type: ignore[attr-defined]
         root.addHandler(handler)

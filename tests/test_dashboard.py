@@ -84,10 +84,13 @@ def metric(page: Page, name: str) -> int:
     return int(page.get_attribute(f'[data-metric="{name}"]', "data-value") or "-1")
 
 
-def wait_loaded(page: Page, after: str | None = None) -> str:
+def wait_loaded(page: Page, after: str | None = None, title: str | None = None) -> str:
+    """Wait for a load newer than `after` to finish; with `title`, for the one showing it (an
+    earlier load, started by a resize, may finish in between)."""
     page.wait_for_function(
-        "(prev) => document.body.dataset.loaded && document.body.dataset.loaded !== prev",
-        arg=after,
+        """([prev, title]) => document.body.dataset.loaded && document.body.dataset.loaded !== prev
+            && (title === null || document.querySelector('#title').textContent === title)""",
+        arg=[after, title],
         timeout=15_000,
     )
     return str(page.get_attribute("body", "data-loaded"))
@@ -136,7 +139,7 @@ def test_dashboard_logs_in_and_shows_the_apis_numbers(page: Page, server: str):
     # One email, chosen from the recent list.
     chosen = recent[0]["email_id"]
     page.click(f'#recent tbody tr[data-email-id="{chosen}"]')
-    loaded = wait_loaded(page, loaded)
+    loaded = wait_loaded(page, loaded, title=chosen)
     assert page.inner_text("#title") == chosen
     stats = api(page, server, f"/api/emails/{chosen}/stats")
     for name in ("opens", "human_opens", "machine_opens", "unique_openers", "unique_human_openers"):
