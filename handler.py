@@ -38,8 +38,19 @@ def __getattr__(name: str) -> Any:
 
 
 def pixel(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """API Gateway (HTTP API or REST) → the Flask app, via serverless-wsgi."""
-    return serverless_wsgi.handle_request(get_app(), event, context)  # type: ignore[no-any-return]
+    """API Gateway (HTTP API or REST) → the Flask app, via serverless-wsgi.
+
+    An event serverless-wsgi cannot translate (it raises before the app runs) would be a 500
+    and a broken image; for the pixel's path it is answered with the GIF all the same."""
+    try:
+        return serverless_wsgi.handle_request(get_app(), event, context)  # type: ignore[no-any-return]
+    except Exception:
+        from mailpixel.pixel import lambda_gif_response
+
+        response = lambda_gif_response(event)
+        if response is None:
+            raise
+        return response
 
 
 @cache

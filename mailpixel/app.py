@@ -39,7 +39,7 @@ def default_fallback(settings: Settings) -> Fallback | None:
     if settings.fallback_queue_url:
         from mailpixel.aws import sqs_client
 
-        return SqsFallback(sqs_client(settings), settings.fallback_queue_url)
+        return SqsFallback(lambda: sqs_client(settings), settings.fallback_queue_url)
     if settings.is_local:
         return FileFallback(Path(settings.data_dir) / "fallback" / "pending.jsonl")
     return None
@@ -97,7 +97,7 @@ def create_app(
             if request.method == "GET":
                 _record_open(app.extensions[EXTENSION])
             else:
-                metrics.count("pixel_head")
+                metrics.tally("pixel_head")
         except Exception:  # noqa: BLE001 - the reader gets the image whatever happened here
             log.exception("pixel_error")
             metrics.count("pixel_error")

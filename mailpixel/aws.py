@@ -43,6 +43,8 @@ def dynamodb_client(settings: Settings, *, fast: bool = False) -> DynamoDBClient
             read_timeout=max(0.2, budget / 3),
             retries={"total_max_attempts": 3, "mode": "standard"},
             tcp_keepalive=True,
+            # The local server runs a thread per request; Lambda runs one request at a time.
+            max_pool_connections=64,
         )
     return _client(  # type: ignore[no-any-return]
         "dynamodb",

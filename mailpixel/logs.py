@@ -68,29 +68,56 @@ def get_logger(name: str) -> logging.Logger:
     return logging.getLogger(f"{SERVICE}.{name}")
 
 
+def _emf(names: list[str]) -> dict[str, Any]:
+    return {
+        "Timestamp": int(time.time() * 1000),
+        "CloudWatchMetrics": [
+            {
+                "Namespace": METRIC_NAMESPACE,
+                "Dimensions": [[]],
+                "Metrics": [{"Name": name, "Unit": "Count"} for name in names],
+            }
+        ],
+    }
+
+
 class Metrics:
     """Counters kept in process and emitted as CloudWatch EMF log lines."""
 
-    def __init__(self, logger: logging.Logger | None = None) -> None:
+    def __init__(self, logger: logging.Logger | None = None, flush_seconds: float = 60.0) -> None:
         self._counts: Counter[str] = Counter()
+        self._pending: Counter[str] = Counter()
         self._lock = threading.Lock()
         self._logger = logger or get_logger("metrics")
+        self._flush_seconds = flush_seconds
+        self._flushed_at = time.monotonic()
 
     def count(self, name: str, value: int = 1, **fields: Any) -> None:
-        """Add to a counter and log it, with `fields` as context (not as dimensions)."""
+        """Add to a counter and log it at once, with `fields` as context (not dimensions).
+
+        For what is rare and worth a line of its own: rejections, failures, fallbacks."""
         with self._lock:
             self._counts[name] += value
-        emf = {
-            "Timestamp": int(time.time() * 1000),
-            "CloudWatchMetrics": [
-                {
-                    "Namespace": METRIC_NAMESPACE,
-                    "Dimensions": [[]],
-                    "Metrics": [{"Name": name, "Unit": "Count"}],
-                }
-            ],
-        }
-        self._logger.info("metric", extra={"_aws": emf, name: value, **fields})
+        self._logger.info("metric", extra={"_aws": _emf([name]), name: value, **fields})
+
+    def tally(self, name: str, value: int = 1) -> None:
+        """Add to a counter that is logged in one EMF line a minute (and by `flush`).
+
+        For what every request does (a stored open): a log line each would cost the pixel
+        time and CloudWatch Logs money, and a per-minute sum is what a metric needs anyway."""
+        with self._lock:
+            self._counts[name] += value
+            self._pending[name] += value
+            due = time.monotonic() - self._flushed_at >= self._flush_seconds
+        if due:
+            self.flush()
+
+    def flush(self) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, Counter()
+            self._flushed_at = time.monotonic()
+        if pending:
+            self._logger.info("metrics", extra={"_aws": _emf(sorted(pending)), **pending})
 
     def snapshot(self) -> dict[str, int]:
         with self._lock:

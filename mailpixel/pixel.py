@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Response
 
 # A 1x1 GIF89a whose only pixel is transparent (graphic control extension sets index 0 as
@@ -24,3 +26,23 @@ def gif_response() -> Response:
     # Some image proxies ignore Cache-Control but honour a validator-free, varied response.
     response.headers["X-Content-Type-Options"] = "nosniff"
     return response
+
+
+def lambda_gif_response(event: Any) -> dict[str, Any] | None:
+    """The GIF as an API Gateway proxy response, for a pixel request the WSGI layer could not
+    handle; None when the event is not a request for the pixel."""
+    import base64
+    import logging
+
+    path = event.get("rawPath") or event.get("path") if isinstance(event, dict) else None
+    if path != "/pixel":
+        return None
+    logging.getLogger("mailpixel.pixel").exception("pixel_event_untranslatable")
+    headers = {"Content-Type": "image/gif", **NO_CACHE_HEADERS}
+    return {
+        "statusCode": 200,
+        "headers": headers,
+        "multiValueHeaders": {k: [v] for k, v in headers.items()},
+        "body": base64.b64encode(GIF_BYTES).decode("ascii"),
+        "isBase64Encoded": True,
+    }

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -49,14 +50,20 @@ class FileFallback:
 
 
 class SqsFallback:
-    """Sends events to an SQS queue that a drain function writes back into the table."""
+    """Sends events to an SQS queue that a drain function writes back into the table.
 
-    def __init__(self, client: SQSClient, queue_url: str) -> None:
-        self.client = client
+    The client is made on the first failed write, not at cold start: it is needed only when
+    DynamoDB fails, and making it costs every cold start tens of milliseconds."""
+
+    def __init__(self, make_client: Callable[[], SQSClient], queue_url: str) -> None:
+        self._make_client = make_client
+        self._client: SQSClient | None = None
         self.queue_url = queue_url
 
     def save(self, event: OpenEvent) -> None:
-        self.client.send_message(QueueUrl=self.queue_url, MessageBody=json.dumps(event.to_json()))
+        if self._client is None:
+            self._client = self._make_client()
+        self._client.send_message(QueueUrl=self.queue_url, MessageBody=json.dumps(event.to_json()))
 
 
 class OpenRecorder:
@@ -74,7 +81,9 @@ class OpenRecorder:
         except Exception as exc:  # noqa: BLE001 - any failure of the store sends the event on
             log.warning("store_write_failed", extra={"error": repr(exc), "request_id": event.request_id})
             outcome = self._save_elsewhere(event)
-        self.metrics.count(f"open_{outcome}")
+            self.metrics.count(f"open_{outcome}", request_id=event.request_id)
+            return outcome
+        self.metrics.tally(f"open_{outcome}")
         return outcome
 
     def _save_elsewhere(self, event: OpenEvent) -> str:

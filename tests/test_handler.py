@@ -102,3 +102,15 @@ def test_health_through_http_api(lambda_handler):
     body = response["body"]
     text = base64.b64decode(body).decode() if response.get("isBase64Encoded") else body
     assert '"status":"ok"' in text.replace(" ", "")
+
+
+def test_event_the_wsgi_layer_cannot_translate_still_gets_the_gif(lambda_handler, ddb, table):
+    """serverless-wsgi raises on a header value with CR/LF, before the app runs."""
+    event = http_api_event("email_id=e1", headers={"X-Evil": "a\r\nb"})
+    assert_lambda_pixel(lambda_handler(event, None))
+
+
+def test_other_paths_still_raise_when_untranslatable(lambda_handler):
+    event = http_api_event("", path="/health", headers={"X-Evil": "a\r\nb"})
+    with pytest.raises(ValueError):
+        lambda_handler(event, None)
