@@ -143,6 +143,9 @@ class DynamoDBLocal:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             preexec_fn=_die_with_parent,  # noqa: PLW1509
+            # Its own session: a terminal's Ctrl-C reaches mailpixel alone, which stops the
+            # server and the stream poller before DynamoDB Local, in that order.
+            start_new_session=True,
         )
         log_file.close()
         self._wait_ready(timeout)

@@ -143,8 +143,12 @@ class StreamPoller:
                 continue
             response = self.streams.get_records(ShardIterator=iterator, Limit=self.batch_size)
             self._iterators[shard_id] = response.get("NextShardIterator")
+            # As the enrich function's filter pattern in serverless.yml: new events only, not the
+            # MODIFY records that enrichment's own updates add to the stream.
             records = [
-                lambda_record(r, self.stream_arn, self.settings.region) for r in response.get("Records", [])
+                lambda_record(r, self.stream_arn, self.settings.region)
+                for r in response.get("Records", [])
+                if r.get("eventName") == "INSERT"
             ]
             if records:
                 handed += self._invoke(shard_id, records, 0)

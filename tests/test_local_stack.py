@@ -51,6 +51,7 @@ class Stack:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
+            start_new_session=True,  # its own process group, as a terminal gives it
         )
         assert self.process.stdout is not None
         deadline = time.monotonic() + 90
@@ -65,7 +66,7 @@ class Stack:
 
     def stop(self) -> int:
         assert self.process is not None
-        self.process.send_signal(signal.SIGINT)
+        os.killpg(self.process.pid, signal.SIGINT)  # Ctrl-C: the whole foreground process group
         code = self.process.wait(timeout=60)
         assert self.process.stdout is not None
         self.output.append(self.process.stdout.read())
@@ -106,6 +107,7 @@ def test_run_serves_stores_stops_cleanly_and_keeps_data(tmp_path):
     finally:
         assert stack.stop() == 0
     assert processes_mentioning(str(tmp_path / "data")) == [], "a process of the first run is still alive"
+    assert "Traceback" not in "".join(stack.output), "Ctrl-C should stop everything in order"
 
     stack.start()
     try:
