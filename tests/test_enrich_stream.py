@@ -12,6 +12,7 @@ import pytest
 from mailpixel.enrich.geo import IpinfoProvider
 from mailpixel.enrich.stream import StreamHandler, build_handler
 from mailpixel.events import RequestFacts, build_open_event
+from mailpixel.local import free_port
 from mailpixel.streams import StreamPoller
 from tests.conftest import all_items, http_api_event
 
@@ -228,19 +229,27 @@ def test_end_to_end_pixel_stream_enrich(enrich_env, lambda_handler, settings, dd
     assert ipinfo.auth_headers == ["Bearer test-token"]
 
 
-def test_pixel_path_imports_no_enrichment_code():
+def test_pixel_path_imports_no_enrichment_code(tmp_path):
+    """A cold start that answers one pixel (the store unreachable: the open goes to the fallback
+    file) loads none of the enrichment code, ua-parser, maxminddb or requests."""
     import subprocess
 
     from tests.conftest import ROOT
 
     code = (
-        "import sys, handler; "
-        "print(sorted(m for m in sys.modules if m.startswith(('mailpixel.enrich', 'ua_parser', 'maxmind'))))"
+        "import json, sys, handler; "
+        "event = json.load(open('tests/fixtures/apigw_http_v2.json')); "
+        "assert handler.pixel(event, None)['statusCode'] == 200; "
+        "print(sorted(m for m in sys.modules "
+        "if m.startswith(('mailpixel.enrich', 'ua_parser', 'maxmind', 'requests'))))"
     )
     env = {
         "PATH": "/usr/bin:/bin",
         "AWS_EC2_METADATA_DISABLED": "true",
-        "MAILPIXEL_TABLE": "t",
+        "MAILPIXEL_TABLE": "pixel-events",
+        "DYNAMODB_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}",
+        "MAILPIXEL_DATA_DIR": str(tmp_path),
+        "MAILPIXEL_WRITE_BUDGET": "0.3",
         "AWS_REGION": "us-east-1",
     }
     result = subprocess.run(
@@ -248,3 +257,4 @@ def test_pixel_path_imports_no_enrichment_code():
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+    assert (tmp_path / "fallback" / "pending.jsonl").read_text().count("\n") == 1
