@@ -30,6 +30,7 @@ from bench.stats import summary_ms, table
 from mailpixel.aws import dynamodb_client
 from mailpixel.config import Settings
 from mailpixel.pixel import GIF_BYTES
+from mailpixel.store import paged
 
 
 @dataclass
@@ -137,12 +138,7 @@ def check_table(settings: Settings, result: LoadResult) -> dict[str, Any]:
         "FilterExpression": "begins_with(email_id, :p)",
         "ExpressionAttributeValues": {":p": {"S": prefix}},
     }
-    while True:
-        page = client.scan(**kwargs)
-        per_email.update(item["email_id"]["S"] for item in page.get("Items", []))
-        if "LastEvaluatedKey" not in page:
-            break
-        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    per_email.update(item["email_id"]["S"] for item in paged(client.scan, **kwargs))
     expected = {f"{prefix}{i}" for i in range(result.sent)}
     missing = len(expected - set(per_email))
     duplicated = sum(1 for count in per_email.values() if count > 1)

@@ -112,17 +112,10 @@ def _fixture() -> dict[str, Any]:
 
 def scan_items(settings: Settings) -> list[dict[str, Any]]:
     """Every item in the events table, as plain values, read by a consistent scan."""
-    from mailpixel.store import plain_item
+    from mailpixel.store import paged, plain_item
 
     client = dynamodb_client(settings)
-    items: list[dict[str, Any]] = []
-    kwargs: dict[str, Any] = {"TableName": settings.table, "ConsistentRead": True}
-    while True:
-        page = client.scan(**kwargs)
-        items += [plain_item(item) for item in page.get("Items", [])]
-        if "LastEvaluatedKey" not in page:
-            return items
-        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    return [plain_item(item) for item in paged(client.scan, TableName=settings.table, ConsistentRead=True)]
 
 
 def count_items(settings: Settings) -> int:

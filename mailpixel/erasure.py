@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from mailpixel.logs import get_logger
-from mailpixel.store import EventStore
+from mailpixel.store import EventStore, paged
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -113,13 +113,8 @@ class Eraser:
             "ProjectionExpression": "pk, sk",
             "ConsistentRead": True,
         }
-        while True:
-            page = self.client.query(**kwargs)
-            for item in page.get("Items", []):
-                yield _key(META_KEY, (item["pk"]["S"], item["sk"]["S"]))
-            if "LastEvaluatedKey" not in page:
-                return
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        for item in paged(self.client.query, **kwargs):
+            yield _key(META_KEY, (item["pk"]["S"], item["sk"]["S"]))
 
     def _delete_existing(self, table: str, names: Sequence[str], keys: Iterable[Key]) -> int:
         existing = self._existing(table, names, _unique(keys))

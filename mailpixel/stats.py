@@ -23,7 +23,7 @@ from mailpixel.aggregates import (
     emails_on_day_pk,
     user_pk,
 )
-from mailpixel.store import BadQuery, plain_item, time_bound
+from mailpixel.store import BadQuery, paged, plain_item, time_bound
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -138,14 +138,10 @@ def daily(
             ":hi": {"S": day_sk(last.isoformat())},
         },
     }
-    while True:  # one page for any range within MAX_DAYS unless a day has thousands of clients
-        response = client.query(**kwargs)
-        for item in response.get("Items", []):
-            row = shape(plain_item(item))
-            found[str(row["date"])] = row
-        if "LastEvaluatedKey" not in response:
-            break
-        kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+    # One page for any range within MAX_DAYS unless a day has thousands of clients.
+    for item in paged(client.query, **kwargs):
+        row = shape(plain_item(item))
+        found[str(row["date"])] = row
     result = []
     for day in _days(first, last):
         row = found.get(day.isoformat()) or {**shape({}), "date": day.isoformat()}
@@ -183,13 +179,8 @@ def recent_emails(
             "ExpressionAttributeValues": {":pk": {"S": emails_on_day_pk(day.isoformat())}},
             "ProjectionExpression": "email_id",
         }
-        while True:
-            response = client.query(**kwargs)
-            for item in response.get("Items", []):
-                seen[item["email_id"]["S"]] = day.isoformat()
-            if "LastEvaluatedKey" not in response:
-                break
-            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        for item in paged(client.query, **kwargs):
+            seen[item["email_id"]["S"]] = day.isoformat()
     stats = _batch_stats(client, table, list(seen))
     rows = [stats[email_id] for email_id in seen if email_id in stats]
     rows.sort(key=lambda row: (str(row.get("last_open_at") or ""), row["email_id"]), reverse=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -87,6 +87,16 @@ def plain(value: dict[str, Any]) -> Any:
     if kind in ("SS", "NS"):
         return sorted(inner)
     return inner
+
+
+def paged(call: Callable[..., Any], **kwargs: Any) -> Iterator[dict[str, Any]]:
+    """Every raw item of a Query or Scan (`call` is `client.query` or `client.scan`), page by page."""
+    while True:
+        page = call(**kwargs)
+        yield from page.get("Items", [])
+        if "LastEvaluatedKey" not in page:
+            return
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
 def plain_item(item: dict[str, Any]) -> dict[str, Any]:

@@ -144,15 +144,9 @@ def client(app: Flask) -> FlaskClient:
 
 def all_items(ddb: Any, table: str) -> list[dict[str, Any]]:
     """Every item in a table, read with a plain scan (what is stored, not what the code thinks)."""
-    from mailpixel.store import plain_item
+    from mailpixel.store import paged, plain_item
 
-    items, kwargs = [], {"TableName": table, "ConsistentRead": True}
-    while True:
-        page = ddb.scan(**kwargs)
-        items += [plain_item(i) for i in page.get("Items", [])]
-        if "LastEvaluatedKey" not in page:
-            return items
-        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    return [plain_item(i) for i in paged(ddb.scan, TableName=table, ConsistentRead=True)]
 
 
 def load_event(name: str) -> dict[str, Any]:

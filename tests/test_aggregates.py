@@ -21,7 +21,7 @@ from mailpixel.app import create_app
 from mailpixel.cli import main
 from mailpixel.events import OpenEvent, iso_millis
 from mailpixel.store import EventStore, plain_item
-from tests.conftest import all_items
+from tests.conftest import all_items, target_args
 
 SERIALIZER = TypeSerializer()
 CLIENTS = ["Apple Mail", "Outlook", "Thunderbird", "Gmail", "Some Odd Reader 9"]
@@ -395,19 +395,7 @@ def test_csv_streams_rows_with_a_progress_bar_only_on_a_terminal(store, ddb, set
 
     terminal = Terminal()
     monkeypatch.setattr(sys, "stderr", terminal)
-    code = main(
-        [
-            "opens",
-            "--email-id",
-            "campaign-0",
-            "--format",
-            "csv",
-            "--endpoint-url",
-            settings.endpoint_url,
-            "--table",
-            settings.table,
-        ]
-    )
+    code = main(["opens", "--email-id", "campaign-0", "--format", "csv", *target_args(settings)])
     assert code == 0
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 26 and lines[0].startswith("opened_at,")
@@ -415,18 +403,6 @@ def test_csv_streams_rows_with_a_progress_bar_only_on_a_terminal(store, ddb, set
 
     quiet = io.StringIO()
     monkeypatch.setattr(sys, "stderr", quiet)
-    main(
-        [
-            "opens",
-            "--email-id",
-            "campaign-0",
-            "--format",
-            "csv",
-            "--endpoint-url",
-            settings.endpoint_url,
-            "--table",
-            settings.table,
-        ]
-    )
+    main(["opens", "--email-id", "campaign-0", "--format", "csv", *target_args(settings)])
     assert quiet.getvalue() == ""
     assert len(capsys.readouterr().out.splitlines()) == 26

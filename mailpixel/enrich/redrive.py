@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
+from mailpixel.store import paged
+
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
@@ -19,13 +21,7 @@ BATCH = 100
 
 def unenriched(client: DynamoDBClient, table: str) -> Iterator[dict[str, Any]]:
     """Raw items without `enriched_at`. A Scan: a recovery tool, not something to run often."""
-    kwargs: dict[str, Any] = {"TableName": table, "FilterExpression": "attribute_not_exists(enriched_at)"}
-    while True:
-        page = client.scan(**kwargs)
-        yield from page.get("Items", [])
-        if "LastEvaluatedKey" not in page:
-            return
-        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    return paged(client.scan, TableName=table, FilterExpression="attribute_not_exists(enriched_at)")
 
 
 def as_stream_record(item: Mapping[str, Any], number: int) -> dict[str, Any]:
