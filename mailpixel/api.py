@@ -82,11 +82,14 @@ class ApiState:
         if self.settings.api_keys or not self.settings.api_keys_parameter:
             return self.settings.api_keys
         # Same SSM SecureString mechanism (and parsing: comma-separated) as the signing secrets.
-        from mailpixel.secrets import load_signing_secrets
+        from mailpixel.secrets import load_secret_list
 
         try:
-            return load_signing_secrets(
-                self.settings.with_overrides(signing_secrets_parameter=self.settings.api_keys_parameter)
+            return load_secret_list(
+                self.settings,
+                self.settings.api_keys_parameter,
+                variable="MAILPIXEL_API_KEYS_PARAMETER",
+                what="API key",
             )
         except Exception as error:  # noqa: BLE001 - not cached: the next request tries again
             log.exception("api_keys_unavailable", extra={"parameter": self.settings.api_keys_parameter})

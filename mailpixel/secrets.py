@@ -24,17 +24,30 @@ def parse_secrets(value: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in value.split(",") if part.strip())
 
 
-def load_signing_secrets(settings: Settings, client: Any = None) -> tuple[str, ...]:
-    """Read and decrypt the parameter named by `settings.signing_secrets_parameter`."""
-    name = settings.signing_secrets_parameter
+def load_secret_list(
+    settings: Settings, name: str | None, *, variable: str, what: str, client: Any = None
+) -> tuple[str, ...]:
+    """Read and decrypt a comma-separated SecureString (`variable` names the setting, `what` the
+    values, for the error messages): signing secrets and API keys are both kept this way."""
     if not name:
-        raise ConfigError("MAILPIXEL_SIGNING_SECRETS_PARAMETER is not set")
+        raise ConfigError(f"{variable} is not set")
     if client is None:
         from mailpixel.aws import ssm_client
 
         client = ssm_client(settings)
     response = client.get_parameter(Name=name, WithDecryption=True)
-    secrets = parse_secrets(str(response["Parameter"]["Value"]))
-    if not secrets:
-        raise ConfigError(f"SSM parameter {name} holds no signing secret")
-    return secrets
+    values = parse_secrets(str(response["Parameter"]["Value"]))
+    if not values:
+        raise ConfigError(f"SSM parameter {name} holds no {what}")
+    return values
+
+
+def load_signing_secrets(settings: Settings, client: Any = None) -> tuple[str, ...]:
+    """Read and decrypt the parameter named by `settings.signing_secrets_parameter`."""
+    return load_secret_list(
+        settings,
+        settings.signing_secrets_parameter,
+        variable="MAILPIXEL_SIGNING_SECRETS_PARAMETER",
+        what="signing secret",
+        client=client,
+    )
