@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
@@ -32,7 +31,6 @@ class Components:
     store: EventStore
     recorder: OpenRecorder
     metrics: Metrics
-    geolocator: Any = None
 
 
 def default_fallback(settings: Settings) -> Fallback | None:
@@ -49,11 +47,12 @@ def create_app(
     settings: Settings | None = None,
     *,
     store: EventStore | None = None,
-    geolocator: Any = None,
     fallback: Fallback | None = None,
     metrics: Metrics | None = None,
 ) -> Flask:
-    """Build the app. Tests pass their own store (pointed at DynamoDB Local) and fallback."""
+    """Build the app. Tests pass their own store (pointed at DynamoDB Local) and fallback.
+
+    There is no geolocator here: geolocation runs in the enrichment step, off the pixel's path."""
     settings = settings or Settings.from_env()
     configure(settings.log_level)
     if settings.signing_secrets_parameter and not settings.signing_secrets:
@@ -83,7 +82,7 @@ def create_app(
 
     # No implicit /static route: the dashboard serves its own files (mailpixel/dashboard.py).
     app = Flask(__name__, static_folder=None)
-    app.extensions[EXTENSION] = Components(settings, store, recorder, metrics, geolocator)
+    app.extensions[EXTENSION] = Components(settings, store, recorder, metrics)
     # Query API and dashboard (issue 6): about 2 ms of imports at cold start; their DynamoDB
     # client and API keys are made on the first /api request, never on the pixel's path.
     from mailpixel import api, dashboard
@@ -127,6 +126,9 @@ def create_app(
 def _record_open(parts: Components) -> None:
     query = query_params(request.query_string)
     params = parse_pixel_params(query)
+    user_agent = clean_text(
+        request.headers.get("User-Agent", ""), MAX_USER_AGENT_LENGTH, "user_agent", params.reasons
+    )
     if params.reasons:
         log.info(
             "pixel_params_repaired", extra={"reasons": params.reasons, "query": request.query_string[:512]}
@@ -145,10 +147,6 @@ def _record_open(parts: Components) -> None:
             log.warning("pixel_signature_rejected", extra={"reason": why, "email_id": params.email_id})
             parts.metrics.count(f"pixel_{why}", reason=why)
             return
-    reasons: list[str] = []
-    user_agent = clean_text(
-        request.headers.get("User-Agent", ""), MAX_USER_AGENT_LENGTH, "user_agent", reasons
-    )
     ip = request.remote_addr or ""
     facts = RequestFacts.from_lambda_event(
         request.environ.get("serverless.event"), ip=ip, user_agent=user_agent
