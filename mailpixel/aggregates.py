@@ -359,31 +359,3 @@ def write_followups(
         with contextlib.suppress(client.exceptions.ConditionalCheckFailedException):
             client.update_item(**update)
     return added
-
-
-def write_enriched(
-    client: DynamoDBClient,
-    event: Mapping[str, Any],
-    event_update: dict[str, Any],
-    settings: Settings,
-    *,
-    now: float | None = None,
-) -> bool:
-    """The whole enrichment write for one event, as the contract describes it.
-
-    `event_update` is the TransactWriteItems Update entry for the event itself, carrying the
-    `attribute_not_exists(enriched_at)` condition; `event` is the enriched event. Returns False
-    when the event had been enriched already (its counters were written then).
-    """
-    committed = True
-    try:
-        client.transact_write_items(
-            TransactItems=[event_update, *aggregate_updates(event, settings, now=now)]  # type: ignore[list-item]
-        )
-    except client.exceptions.TransactionCanceledException as error:
-        reasons = error.response.get("CancellationReasons") or []
-        if not reasons or reasons[0].get("Code") != "ConditionalCheckFailed":
-            raise
-        committed = False
-    write_followups(client, event, settings, now=now)
-    return committed

@@ -13,17 +13,16 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from boto3.dynamodb.types import TypeSerializer
 
 from mailpixel import aggregates, stats
-from mailpixel.aggregates import aggregate_updates, bound_updates, write_enriched, write_followups
+from mailpixel.aggregates import aggregate_updates, bound_updates, write_followups
 from mailpixel.app import create_app
 from mailpixel.cli import main
+from mailpixel.enrich.writer import EnrichmentWriter
 from mailpixel.events import OpenEvent, iso_millis
 from mailpixel.store import EventStore, plain_item
 from tests.conftest import all_items, target_args
 
-SERIALIZER = TypeSerializer()
 CLIENTS = ["Apple Mail", "Outlook", "Thunderbird", "Gmail", "Some Odd Reader 9"]
 COUNTRIES = ["US", "FR", "DE", "JP", "zz-bad"]
 REASONS = ["apple_mpp", "security_scanner", "bot"]
@@ -78,34 +77,13 @@ def enrichment_for(event: OpenEvent) -> dict[str, Any]:
     return result
 
 
-def event_update(settings, event: dict[str, Any]) -> dict[str, Any]:
-    """The enrichment's own Update of the event, with the contract's exactly-once condition."""
-    fields = {
-        k: event[k]
-        for k in ("client", "machine_open", "machine_reason", "proxy", "geo", "enriched_at")
-        if k in event
-    }
-    names = {f"#f{i}": name for i, name in enumerate(fields)}
-    values = {f":f{i}": SERIALIZER.serialize(value) for i, value in enumerate(fields.values())}
-    return {
-        "Update": {
-            "TableName": settings.table,
-            "Key": {"email_id": {"S": event["email_id"]}, "open_key": {"S": event["open_key"]}},
-            "UpdateExpression": "SET " + ", ".join(f"#f{i} = :f{i}" for i in range(len(fields))),
-            "ConditionExpression": "attribute_not_exists(enriched_at)",
-            "ExpressionAttributeNames": names,
-            "ExpressionAttributeValues": values,
-        }
-    }
+def stored(event: OpenEvent) -> dict[str, Any]:
+    """The event as the stream hands it to enrichment."""
+    return {**event.to_json(), "open_key": event.open_key}
 
 
-def enriched(event: OpenEvent) -> dict[str, Any]:
-    return {
-        **event.to_json(),
-        "open_key": event.open_key,
-        **enrichment_for(event),
-        "enriched_at": "2026-11-24T00:00:00.000Z",
-    }
+def enrichment(event: OpenEvent) -> dict[str, Any]:
+    return {**enrichment_for(event), "enriched_at": "2026-11-24T00:00:00.000Z"}
 
 
 def seed(store: EventStore, ddb, settings, events: list[OpenEvent], *, rng_seed: int = 3) -> None:
@@ -116,14 +94,18 @@ def seed(store: EventStore, ddb, settings, events: list[OpenEvent], *, rng_seed:
         store.put_event(event)
     records = list(events) + rng.sample(events, len(events) // 3)
     rng.shuffle(records)
+    writer = EnrichmentWriter(ddb, settings)
     for n, event in enumerate(records):
-        body = enriched(event)
+        before, added = stored(event), enrichment(event)
         if n % 7 == 0:  # the instance dies after the transaction: the retry must finish the job
             with contextlib.suppress(ddb.exceptions.TransactionCanceledException):
                 ddb.transact_write_items(
-                    TransactItems=[event_update(settings, body), *aggregate_updates(body, settings)]
+                    TransactItems=[
+                        writer.update_entry(before, added),
+                        *aggregate_updates({**before, **added}, settings),
+                    ]
                 )
-        write_enriched(ddb, body, event_update(settings, body), settings)
+        writer.write(before, added)
 
 
 def expected_from_events(ddb, settings) -> dict[str, Any]:
@@ -256,8 +238,7 @@ def one_event(request_id: str, opened_at: str, user_id: str | None = "u1", email
 
 def enrich_one(store, ddb, settings, event: OpenEvent, **enrichment: Any) -> bool:
     store.put_event(event)
-    body = {**event.to_json(), "open_key": event.open_key, "enriched_at": "x", **enrichment}
-    return write_enriched(ddb, body, event_update(settings, body), settings)
+    return EnrichmentWriter(ddb, settings).write(stored(event), {"enriched_at": "x", **enrichment})
 
 
 def test_replayed_record_counts_once_and_reports_it(store, ddb, settings):
