@@ -161,6 +161,11 @@ def _day_expiry(day: str, settings: Settings) -> int:
     return calendar.timegm(end.timetuple()) + settings.retention_seconds
 
 
+def _expires(settings: Settings, now: float | None) -> dict[str, str]:
+    """`expires_at` for an aggregate item: its last update plus the retention."""
+    return {"N": str(int(now if now is not None else time.time()) + settings.retention_seconds)}
+
+
 def _key(pk: str, sk: str) -> dict[str, dict[str, str]]:
     return {"pk": {"S": pk}, "sk": {"S": sk}}
 
@@ -207,7 +212,7 @@ def aggregate_updates(
     user_id = event.get("user_id") or None
     day = open_day(event)
     table = settings.meta_table
-    expires = {"N": str(int(now if now is not None else time.time()) + settings.retention_seconds)}
+    expires = _expires(settings, now)
     day_expires = {"N": str(_day_expiry(day, settings))}
     kind = "human_opens" if is_human(event) else "machine_opens"
     counters = ["opens", kind, *breakdown(event)]
@@ -287,7 +292,7 @@ def unique_opener_updates(
     """
     if not event.get("user_id"):
         return []
-    expires = {"N": str(int(now if now is not None else time.time()) + settings.retention_seconds)}
+    expires = _expires(settings, now)
     transactions = [_marker_transaction(event, settings, "seen_at", "unique_openers", expires)]
     if is_human(event):
         transactions.append(
@@ -319,7 +324,7 @@ def bound_updates(
     """`update_item` arguments that move first/last open outwards; a failed condition means
     the bound already covers this event. Safe to repeat and to apply in any order."""
     email_id, moment = str(event["email_id"]), str(event["opened_at"])
-    expires = {"N": str(int(now if now is not None else time.time()) + settings.retention_seconds)}
+    expires = _expires(settings, now)
     targets: list[tuple[dict[str, Any], dict[str, dict[str, Any]]]] = [
         (_key(email_pk(email_id), STATS_SK), {"email_id": {"S": email_id}, "expires_at": expires})
     ]

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from mailpixel.logs import Metrics, get_logger
 from mailpixel.privacy import parse_ip
-from mailpixel.store import plain
+from mailpixel.store import plain, to_attr
 
 if TYPE_CHECKING:
     import requests
@@ -264,7 +264,6 @@ class DynamoCache:
         return found
 
     def put_many(self, entries: Mapping[str, tuple[dict[str, Any], int]]) -> None:
-        from mailpixel.enrich.writer import to_attr
 
         requests_: list[Any] = [
             {

@@ -8,15 +8,14 @@ an event erased meanwhile from coming back as a stub made of enrichment fields.
 
 from __future__ import annotations
 
-import math
 import random
 import time
 from collections.abc import Mapping
-from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from mailpixel.aggregates import aggregate_updates, write_followups
 from mailpixel.config import Settings
+from mailpixel.store import to_attr
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -26,27 +25,6 @@ CONDITION = "attribute_exists(open_key) AND attribute_not_exists(enriched_at)"
 # Every open of a campaign updates the same aggregate items, so concurrent transactions can be
 # cancelled with TransactionConflict; they are retried with jitter before the record is reported.
 CONFLICT_RETRIES = 4
-
-
-def to_attr(value: Any) -> dict[str, Any]:
-    """Python → low-level DynamoDB attribute value (the inverse of `mailpixel.store.plain`)."""
-    if value is None:
-        return {"NULL": True}
-    if isinstance(value, bool):
-        return {"BOOL": value}
-    if isinstance(value, int | Decimal):
-        return {"N": str(value)}
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            return {"NULL": True}
-        return {"N": repr(value)}
-    if isinstance(value, str):
-        return {"S": value}
-    if isinstance(value, Mapping):
-        return {"M": {str(k): to_attr(v) for k, v in value.items()}}
-    if isinstance(value, list | tuple):
-        return {"L": [to_attr(v) for v in value]}
-    raise TypeError(f"cannot store {type(value).__name__} in DynamoDB")
 
 
 class EnrichmentWriter:
