@@ -264,7 +264,6 @@ class DynamoCache:
         return found
 
     def put_many(self, entries: Mapping[str, tuple[dict[str, Any], int]]) -> None:
-
         requests_: list[Any] = [
             {
                 "PutRequest": {
