@@ -1,8 +1,8 @@
 """AWS Lambda entry points, one per function in serverless.yml. Nothing else lives here.
 
-Each function builds only what it uses, once per cold start: the pixel never imports the
-enrichment code, and the enrich and drain functions never build the Flask app (nor read the
-signing secrets it needs).
+Each function imports only its own package, once per cold start and on first use: the pixel
+never loads the query API or enrichment, and `enrich` and `drain` never load Flask,
+Werkzeug or serverless-wsgi (`tests/e2e/test_cold_start.py` checks this).
 """
 
 from __future__ import annotations
@@ -10,42 +10,54 @@ from __future__ import annotations
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
-import serverless_wsgi
-
 from mailpixel.config import Settings
 
 if TYPE_CHECKING:
     from flask import Flask
 
-    from mailpixel.enrich.stream import StreamHandler
-    from mailpixel.store import EventStore
+    from mailpixel.ddb.store import EventStore
+    from mailpixel.enrich.handler import StreamHandler
 
 settings = Settings.from_env()
 
 
 @cache
 def get_app() -> Flask:
-    from mailpixel.app import create_app
+    """The pixel function's app."""
+    from mailpixel.pixel.app import create_app
 
     return create_app(settings)
 
 
+@cache
+def get_api_app() -> Flask:
+    """The api function's app."""
+    from mailpixel.api.app import create_api_app
+
+    return create_api_app(settings)
+
+
 def __getattr__(name: str) -> Any:
-    """`handler.app`, as serverless-wsgi's own commands (`sls wsgi serve`) look it up."""
+    """`handler.app`, as serverless-wsgi's own commands (`sls wsgi serve`) look it up: both apps
+    on one server, as `make run` serves them. Local only; no function calls it."""
     if name == "app":
-        return get_app()
+        from mailpixel.ops.local.wsgi import combined_app
+
+        return combined_app(get_app(), get_api_app())
     raise AttributeError(name)
 
 
 def pixel(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """API Gateway (HTTP API or REST) → the Flask app, via serverless-wsgi.
+    """API Gateway (HTTP API or REST) → the pixel app, via serverless-wsgi.
 
     An event serverless-wsgi cannot translate (it raises before the app runs) would be a 500
     and a broken image; for the pixel's path it is answered with the GIF all the same."""
+    import serverless_wsgi
+
     try:
         return serverless_wsgi.handle_request(get_app(), event, context)  # type: ignore[no-any-return]
     except Exception:
-        from mailpixel.pixel import lambda_gif_response
+        from mailpixel.pixel.gif import lambda_gif_response
 
         response = lambda_gif_response(event)
         if response is None:
@@ -53,24 +65,31 @@ def pixel(event: dict[str, Any], context: Any) -> dict[str, Any]:
         return response
 
 
+def api(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """API Gateway → the query API and dashboard app, via serverless-wsgi."""
+    import serverless_wsgi
+
+    return serverless_wsgi.handle_request(get_api_app(), event, context)  # type: ignore[no-any-return]
+
+
 @cache
 def _durable_store() -> EventStore:
     from mailpixel.aws import dynamodb_client
-    from mailpixel.store import EventStore
+    from mailpixel.ddb.store import EventStore
 
     return EventStore(dynamodb_client(settings), settings.table)
 
 
 def drain(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """SQS fallback queue → the events table (opens whose first write failed)."""
-    from mailpixel.drain import drain_records
+    from mailpixel.drain.handler import drain_records
 
     return drain_records(event.get("Records", []), _durable_store())
 
 
 @cache
 def _enrich_handler() -> StreamHandler:
-    from mailpixel.enrich.stream import build_handler
+    from mailpixel.enrich.handler import build_handler
 
     return build_handler(settings)
 

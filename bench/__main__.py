@@ -22,7 +22,7 @@ from typing import Any
 from bench import cold_start, enrichment, inline_design, latency, load, package_size
 from bench.stack import ROOT, dynamodb_local
 from bench.stats import table
-from mailpixel.local import DynamoDBLocal
+from mailpixel.ops.local.stack import DynamoDBLocal
 
 RESULTS = Path(__file__).resolve().parent / "results.json"
 NAMES = ("latency", "cold_start", "package", "enrichment", "inline", "load")

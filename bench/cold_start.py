@@ -52,8 +52,8 @@ VARIANTS: dict[str, tuple[str, dict[str, str]]] = {
         {},
     ),
     "import_handler": ("import handler", {}),
-    "import_and_build_app": ("import handler; handler.app", {}),
-    "import_and_build_app_with_queue": ("import handler; handler.app", QUEUE_ENV),
+    "import_and_build_app": ("import handler; handler.get_app()", {}),
+    "import_and_build_app_with_queue": ("import handler; handler.get_app()", QUEUE_ENV),
 }
 
 SPLIT = """
@@ -66,16 +66,16 @@ t2 = time.perf_counter()
 from mailpixel.aws import dynamodb_client
 client = dynamodb_client(handler.settings, fast=True)
 t3 = time.perf_counter()
-import mailpixel.app
-from mailpixel.store import EventStore
+import mailpixel.pixel.app
+from mailpixel.ddb.store import EventStore
 t4 = time.perf_counter()
-app = mailpixel.app.create_app(handler.settings, store=EventStore(client, handler.settings.table))
+app = mailpixel.pixel.app.create_app(handler.settings, store=EventStore(client, handler.settings.table))
 t5 = time.perf_counter()
 print(json.dumps({
     "floor imports (flask, boto3, serverless_wsgi)": t1 - t0,
     "import handler (after the floor)": t2 - t1,
     "first DynamoDB client (boto3 session + client)": t3 - t2,
-    "import mailpixel.app and its modules": t4 - t3,
+    "import mailpixel.pixel.app and its modules": t4 - t3,
     "create_app, client given": t5 - t4,
 }))
 """
@@ -102,7 +102,8 @@ def importtime_costs(limit: int = 12) -> list[dict[str, Any]]:
     `python -X importtime`: the heaviest modules first, by cumulative microseconds, at the two
     shallowest levels (a parent's figure includes its children)."""
     code = (
-        f"import {FLOOR_MODULES}; import sys; print('--mark--', file=sys.stderr); import handler; handler.app"
+        f"import {FLOOR_MODULES}; import sys; print('--mark--', file=sys.stderr); "
+        "import handler; handler.get_app()"
     )
     stderr = _python(code, "-X", "importtime").stderr
     after = stderr.split("--mark--", 1)[1]

@@ -2,7 +2,7 @@
 1000 opens when IPs repeat (as they do: proxies, offices, one reader opening twice).
 
 Opens are written to the table; the real stream records are read back from DynamoDB Local and
-handed to `mailpixel.enrich.stream.build_handler(...)` in Lambda-sized batches, with ipinfo
+handed to `mailpixel.enrich.handler.build_handler(...)` in Lambda-sized batches, with ipinfo
 pointed at a fake server on 127.0.0.1 that answers in a fixed time. Two passes:
 - a cold instance (empty caches) over all opens: what a campaign costs;
 - a second cold instance over the same opens written again (new request ids): its memory cache
@@ -22,9 +22,9 @@ from bench.stack import batches, fake_ipinfo, fresh_settings, scan_items, stream
 from bench.stats import ratio
 from mailpixel.aws import dynamodb_client
 from mailpixel.config import Settings
-from mailpixel.events import RequestFacts, build_open_event
-from mailpixel.local import DynamoDBLocal
-from mailpixel.store import EventStore
+from mailpixel.ddb.store import EventStore
+from mailpixel.model.events import RequestFacts, build_open_event
+from mailpixel.ops.local.stack import DynamoDBLocal
 
 # Lambda's default batch size for DynamoDB streams.
 BATCH_SIZE = 100
@@ -79,8 +79,8 @@ def _write(settings: Settings, store: EventStore, sample: list[tuple[str, str]],
 
 
 def _pass(settings: Settings, geo_url: str, records: list[dict[str, Any]]) -> dict[str, Any]:
-    from mailpixel.enrich.geo import IpinfoProvider
-    from mailpixel.enrich.stream import build_handler
+    from mailpixel.enrich.geo.providers import IpinfoProvider
+    from mailpixel.enrich.handler import build_handler
 
     handler = build_handler(settings, provider=IpinfoProvider(geo_url, "bench-token", timeout=2.0))
     failures = 0
@@ -102,7 +102,7 @@ def _pass(settings: Settings, geo_url: str, records: list[dict[str, Any]]) -> di
 
 def _measure(server: DynamoDBLocal, work: Path, total: int = 2000, distinct_ips: int = 300) -> dict[str, Any]:
     try:
-        import mailpixel.enrich.stream  # noqa: F401
+        import mailpixel.enrich.handler  # noqa: F401
     except ImportError as exc:
         return {"error": f"mailpixel.enrich is not importable: {exc}"}
     settings = fresh_settings(server, work / "enrich-data")

@@ -26,8 +26,8 @@ from bench.stack import fake_ipinfo, fresh_settings, http_api_event
 from bench.stats import ratio, summary_ms
 from mailpixel.aws import dynamodb_client
 from mailpixel.config import Settings
-from mailpixel.local import DynamoDBLocal
-from mailpixel.pixel import gif_response
+from mailpixel.ops.local.stack import DynamoDBLocal
+from mailpixel.pixel.gif import gif_response
 
 GEO_DELAY_SECONDS = 0.3
 TARGET = 1.10  # issue 3: ours with slow geolocation within 10% of ours without

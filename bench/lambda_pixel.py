@@ -77,7 +77,7 @@ def load_handler(env: Mapping[str, str]) -> ModuleType:
             sys.path.insert(0, str(ROOT))
         sys.modules[name] = module
         spec.loader.exec_module(module)
-        module.app  # noqa: B018 - builds the app now (the handler builds it lazily), with this env
+        module.get_app()  # builds the app now (the handler builds it lazily), with this env
     return module
 
 

@@ -21,11 +21,11 @@ from bench.lambda_pixel import invoker, load_handler, settings_env, stderr_to
 from bench.stack import count_items, fresh_settings, http_api_event
 from bench.stats import ratio, summary_ms
 from mailpixel.aws import dynamodb_client
-from mailpixel.events import RequestFacts, build_open_event
-from mailpixel.local import DynamoDBLocal
+from mailpixel.model.events import RequestFacts, build_open_event
+from mailpixel.ops.local.stack import DynamoDBLocal
 
 TARGET = 1.10
-CONDITION = "attribute_not_exists(open_key)"  # as mailpixel.store.EventStore.put_event
+CONDITION = "attribute_not_exists(open_key)"  # as mailpixel.ddb.store.EventStore.put_event
 
 
 def _measure(server: DynamoDBLocal, work: Path, samples: int = 2000, warmup: int = 200) -> dict[str, Any]:

@@ -29,8 +29,8 @@ from urllib.parse import urlsplit
 from bench.stats import summary_ms, table
 from mailpixel.aws import dynamodb_client
 from mailpixel.config import Settings
-from mailpixel.pixel import GIF_BYTES
-from mailpixel.store import paged
+from mailpixel.ddb.store import paged
+from mailpixel.pixel.gif import GIF_BYTES
 
 
 @dataclass
@@ -157,7 +157,7 @@ def run(requests: int = 3000, concurrency: int = 32) -> dict[str, Any]:
     """Start the local stack in-process, load it, check the table, stop everything."""
     from bench.lambda_pixel import stderr_to
     from bench.stack import dynamodb_local, fresh_settings, serve
-    from mailpixel.app import create_app
+    from mailpixel.pixel.app import create_app
 
     with (
         dynamodb_local() as server,

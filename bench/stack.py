@@ -20,8 +20,8 @@ from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from mailpixel.aws import dynamodb_client
 from mailpixel.config import Settings
-from mailpixel.local import DynamoDBLocal, free_port
-from mailpixel.tables import ensure_tables
+from mailpixel.ops.local.stack import DynamoDBLocal, free_port
+from mailpixel.ops.local.tables import ensure_tables
 from tests.fake_ipinfo import FakeIpinfo
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -112,7 +112,8 @@ def _fixture() -> dict[str, Any]:
 
 def scan_items(settings: Settings) -> list[dict[str, Any]]:
     """Every item in the events table, as plain values, read by a consistent scan."""
-    from mailpixel.store import paged, plain_item
+    from mailpixel.ddb.codec import plain_item
+    from mailpixel.ddb.store import paged
 
     client = dynamodb_client(settings)
     return [plain_item(item) for item in paged(client.scan, TableName=settings.table, ConsistentRead=True)]
@@ -132,9 +133,9 @@ def count_items(settings: Settings) -> int:
 
 def stream_records(settings: Settings) -> list[dict[str, Any]]:
     """Every record now on the events table's stream, shaped as Lambda hands them over
-    (`mailpixel.streams.lambda_record`, as `make run`'s poller does), read from the start."""
+    (`mailpixel.ops.local.stream_poller.lambda_record`, as `make run`'s poller does), read from the start."""
     from mailpixel.aws import streams_client
-    from mailpixel.streams import lambda_record
+    from mailpixel.ops.local.stream_poller import lambda_record
 
     client = dynamodb_client(settings)
     streams = streams_client(settings)

@@ -7,40 +7,43 @@ Everything else receives a `Settings` instance, so tests build their own and no 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
+from typing import Literal, TypeVar, get_args
 
-DEFAULT_LOCAL_TABLE = "mailpixel-local-events"
-DEFAULT_LOCAL_META_TABLE = "mailpixel-local-meta"
-IP_STORAGE_MODES = ("full", "truncated", "none")
-GEO_PROVIDERS = ("auto", "ipinfo", "mmdb", "none")
+IpStorage = Literal["full", "truncated", "none"]
+GeoProviderChoice = Literal["auto", "ipinfo", "mmdb", "none"]
+IP_STORAGE_MODES: tuple[str, ...] = get_args(IpStorage)
+GEO_PROVIDERS: tuple[str, ...] = get_args(GeoProviderChoice)
+Choice = TypeVar("Choice", bound=str)
+Number = TypeVar("Number", int, float)
 
 
 class ConfigError(ValueError):
     """A setting has a value that cannot work; the message names the variable."""
 
 
-def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+def _parsed(
+    env: Mapping[str, str], name: str, default: Number, parse: Callable[[str], Number], what: str
+) -> Number:
     raw = env.get(name, "").strip()
     if not raw:
         return default
     try:
-        value = int(raw)
+        return parse(raw)
     except ValueError:
-        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
+        raise ConfigError(f"{name} must be {what}, got {raw!r}") from None
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    value = _parsed(env, name, default, int, "a whole number")
     if value < minimum:
         raise ConfigError(f"{name} must be at least {minimum}, got {value}")
     return value
 
 
 def _float(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    value = _parsed(env, name, default, float, "a number")
     if value <= 0:
         raise ConfigError(f"{name} must be positive, got {value}")
     return value
@@ -54,19 +57,19 @@ def _optional(env: Mapping[str, str], name: str) -> str | None:
     return env.get(name, "").strip() or None
 
 
-def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...], default: str) -> str:
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...], default: Choice) -> Choice:
     value = env.get(name, "").strip().lower() or default
     if value not in choices:
         raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
-    return value
+    return value  # type: ignore[return-value]  # checked against the Literal's values just above
 
 
 @dataclass(frozen=True)
 class Settings:
     """Every knob mailpixel has. Defaults suit local development."""
 
-    table: str = DEFAULT_LOCAL_TABLE
-    meta_table: str = DEFAULT_LOCAL_META_TABLE
+    table: str = "mailpixel-local-events"
+    meta_table: str = "mailpixel-local-meta"
     endpoint_url: str | None = None
     region: str = "us-east-1"
     retention_days: int = 400
@@ -80,7 +83,7 @@ class Settings:
     signing_secrets_parameter: str | None = None
     # Signed URLs carrying `t` older than this many days are refused; 0 means they never expire.
     signature_max_age_days: int = 0
-    ip_storage: str = "full"
+    ip_storage: IpStorage = "full"
     # Geolocation for the enrichment step.
     ipinfo_url: str = "https://ipinfo.io"
     ipinfo_token: str | None = field(default=None, repr=False)
@@ -89,10 +92,10 @@ class Settings:
     geoip_db_path: str | None = None
     geo_timeout_seconds: float = 2.0
     # auto (a .mmdb when GEOIP_DB_PATH is set, else ipinfo), ipinfo, mmdb or none.
-    geo_provider: str = "auto"
+    geo_provider: GeoProviderChoice = "auto"
     # How long after an open enrichment keeps retrying a failing geolocation before it writes
-    # the event without a location (geo.source = "unavailable").
-    geo_max_wait_seconds: float = 20.0
+    # the event without a location (geo.source = "unavailable"). MAILPIXEL_GEO_MAX_WAIT.
+    geo_give_up_seconds: float = 20.0
     # Query API keys.
     api_keys: tuple[str, ...] = field(default=(), repr=False)
     # In AWS: the SSM SecureString parameter holding the API keys, read on the first /api request.
@@ -125,40 +128,36 @@ class Settings:
         a table name is given without an endpoint, they talk to AWS, as Lambda does.
         """
         env = os.environ if env is None else env
-        dynamodb_port = _int(env, "DYNAMODB_PORT", 8000, minimum=1)
+        d = cls()  # the defaults, written once: in the fields above
+        dynamodb_port = _int(env, "DYNAMODB_PORT", d.dynamodb_port, minimum=1)
         endpoint_url = _optional(env, "DYNAMODB_ENDPOINT_URL")
         table = _optional(env, "MAILPIXEL_TABLE")
         if local_default and endpoint_url is None and table is None:
             endpoint_url = f"http://127.0.0.1:{dynamodb_port}"
-        ip_storage = env.get("MAILPIXEL_IP_STORAGE", "full").strip().lower() or "full"
-        if ip_storage not in IP_STORAGE_MODES:
-            raise ConfigError(
-                f"MAILPIXEL_IP_STORAGE must be one of {', '.join(IP_STORAGE_MODES)}, got {ip_storage!r}"
-            )
         return cls(
-            table=table or DEFAULT_LOCAL_TABLE,
-            meta_table=_optional(env, "MAILPIXEL_META_TABLE") or DEFAULT_LOCAL_META_TABLE,
+            table=table or d.table,
+            meta_table=_optional(env, "MAILPIXEL_META_TABLE") or d.meta_table,
             endpoint_url=endpoint_url,
-            region=_optional(env, "AWS_REGION") or _optional(env, "AWS_DEFAULT_REGION") or "us-east-1",
-            retention_days=_int(env, "MAILPIXEL_RETENTION_DAYS", 400, minimum=1),
-            port=_int(env, "PORT", 5000, minimum=1),
+            region=_optional(env, "AWS_REGION") or _optional(env, "AWS_DEFAULT_REGION") or d.region,
+            retention_days=_int(env, "MAILPIXEL_RETENTION_DAYS", d.retention_days, minimum=1),
+            port=_int(env, "PORT", d.port, minimum=1),
             dynamodb_port=dynamodb_port,
-            data_dir=_optional(env, "MAILPIXEL_DATA_DIR") or ".data",
-            log_level=(_optional(env, "MAILPIXEL_LOG_LEVEL") or "INFO").upper(),
+            data_dir=_optional(env, "MAILPIXEL_DATA_DIR") or d.data_dir,
+            log_level=(_optional(env, "MAILPIXEL_LOG_LEVEL") or d.log_level).upper(),
             signing_secrets=_list(env, "MAILPIXEL_SIGNING_SECRETS"),
             signing_secrets_parameter=_optional(env, "MAILPIXEL_SIGNING_SECRETS_PARAMETER"),
-            signature_max_age_days=_int(env, "MAILPIXEL_SIGNATURE_MAX_AGE_DAYS", 0),
-            ip_storage=ip_storage,
-            ipinfo_url=(_optional(env, "IPINFO_URL") or "https://ipinfo.io").rstrip("/"),
+            signature_max_age_days=_int(env, "MAILPIXEL_SIGNATURE_MAX_AGE_DAYS", d.signature_max_age_days),
+            ip_storage=_choice(env, "MAILPIXEL_IP_STORAGE", IP_STORAGE_MODES, d.ip_storage),
+            ipinfo_url=(_optional(env, "IPINFO_URL") or d.ipinfo_url).rstrip("/"),
             ipinfo_token=_optional(env, "IPINFO_TOKEN"),
             ipinfo_token_parameter=_optional(env, "IPINFO_TOKEN_PARAMETER"),
             geoip_db_path=_optional(env, "GEOIP_DB_PATH"),
-            geo_timeout_seconds=_float(env, "MAILPIXEL_GEO_TIMEOUT", 2.0),
-            geo_provider=_choice(env, "MAILPIXEL_GEO_PROVIDER", GEO_PROVIDERS, "auto"),
-            geo_max_wait_seconds=_float(env, "MAILPIXEL_GEO_MAX_WAIT", 20.0),
+            geo_timeout_seconds=_float(env, "MAILPIXEL_GEO_TIMEOUT", d.geo_timeout_seconds),
+            geo_provider=_choice(env, "MAILPIXEL_GEO_PROVIDER", GEO_PROVIDERS, d.geo_provider),
+            geo_give_up_seconds=_float(env, "MAILPIXEL_GEO_MAX_WAIT", d.geo_give_up_seconds),
             api_keys=_list(env, "MAILPIXEL_API_KEYS"),
             api_keys_parameter=_optional(env, "MAILPIXEL_API_KEYS_PARAMETER"),
-            write_budget_seconds=_float(env, "MAILPIXEL_WRITE_BUDGET", 1.5),
+            write_budget_seconds=_float(env, "MAILPIXEL_WRITE_BUDGET", d.write_budget_seconds),
             fallback_queue_url=_optional(env, "MAILPIXEL_FALLBACK_QUEUE_URL"),
             sqs_endpoint_url=_optional(env, "SQS_ENDPOINT_URL"),
             public_base_url=_optional(env, "MAILPIXEL_BASE_URL"),

@@ -7,8 +7,8 @@ Here the function's environment holds only the parameter's name
 (`MAILPIXEL_SIGNING_SECRETS_PARAMETER`), and its role may call `ssm:GetParameter` on exactly
 that parameter.
 
-`create_app` calls this only when a parameter name is configured and no secrets are given
-directly. A failure raises here; `create_app` logs it as `signing_secrets_unavailable` and
+The pixel's `create_app` calls this only when a parameter name is configured and no secrets are
+given directly. A failure raises here; `create_app` logs it as `signing_secrets_unavailable` and
 keeps the pixel answering, recording opens with `signed=false` until the parameter is fixed.
 """
 

@@ -20,12 +20,13 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from mailpixel.app import create_app
 from mailpixel.aws import dynamodb_client
 from mailpixel.config import Settings
-from mailpixel.local import DynamoDBLocal, free_port
-from mailpixel.store import EventStore
-from mailpixel.tables import ensure_tables
+from mailpixel.ddb.store import EventStore
+from mailpixel.ops.local.stack import DynamoDBLocal, free_port
+from mailpixel.ops.local.tables import ensure_tables
+from mailpixel.ops.local.wsgi import is_api_path
+from mailpixel.pixel.app import create_app
 from tests.fake_ipinfo import FakeIpinfo
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -144,7 +145,8 @@ def client(app: Flask) -> FlaskClient:
 
 def all_items(ddb: Any, table: str) -> list[dict[str, Any]]:
     """Every item in a table, read with a plain scan (what is stored, not what the code thinks)."""
-    from mailpixel.store import paged, plain_item
+    from mailpixel.ddb.codec import plain_item
+    from mailpixel.ddb.store import paged
 
     return [plain_item(i) for i in paged(ddb.scan, TableName=table, ConsistentRead=True)]
 
@@ -182,7 +184,9 @@ def http_api_event(
 
 @pytest.fixture
 def lambda_handler(settings: Settings, table: str, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Any]:
-    """The real `handler.py`, imported fresh with this test's environment (as a cold start)."""
+    """The real `handler.py`, imported fresh with this test's environment (as a cold start),
+    behind a stand-in for API Gateway that sends each path to the function serverless.yml
+    routes it to (`pixel` or `api`)."""
     monkeypatch.setenv("MAILPIXEL_TABLE", settings.table)
     monkeypatch.setenv("MAILPIXEL_META_TABLE", settings.meta_table)
     monkeypatch.setenv("DYNAMODB_ENDPOINT_URL", settings.endpoint_url or "")
@@ -198,4 +202,9 @@ def lambda_handler(settings: Settings, table: str, monkeypatch: pytest.MonkeyPat
         )
     finally:
         sys.path.remove(str(ROOT))
-    return module.pixel  # type: ignore[no-any-return]
+
+    def gateway(event: dict[str, Any], context: Any) -> Any:
+        path = str(event.get("rawPath") or event.get("path") or "")
+        return (module.api if is_api_path(path) else module.pixel)(event, context)
+
+    return gateway

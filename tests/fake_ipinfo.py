@@ -15,7 +15,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from mailpixel.local import free_port
+from mailpixel.ops.local.stack import free_port
 
 
 def answer_for(ip: str) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from typing import Any
 
 from PIL import Image
 
-from mailpixel.pixel import NO_CACHE_HEADERS
+from mailpixel.pixel.gif import NO_CACHE_HEADERS
 
 
 def assert_gif_bytes(body: bytes) -> None:

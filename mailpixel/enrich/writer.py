@@ -1,21 +1,22 @@
 """The enrichment write: one TransactWriteItems per event, exactly once.
 
 The event's Update carries `attribute_not_exists(enriched_at)`, so a replayed or duplicated
-stream record changes nothing, and the aggregates (`mailpixel.aggregates.aggregate_updates`)
+stream record changes nothing, and the aggregates (`mailpixel.enrich.aggregates.aggregate_updates`)
 ride in the same transaction, so they count each event once. `attribute_exists(open_key)` keeps
 an event erased meanwhile from coming back as a stub made of enrichment fields.
 """
 
 from __future__ import annotations
 
-import random
-import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from mailpixel.aggregates import aggregate_updates, write_followups
 from mailpixel.config import Settings
-from mailpixel.store import to_attr
+from mailpixel.ddb.codec import to_attr
+from mailpixel.ddb.retry import Backoff
+from mailpixel.ddb.update import update
+from mailpixel.enrich.aggregates import aggregate_updates, write_followups
+from mailpixel.model.keys import event_key_of
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -24,7 +25,7 @@ ENRICHED_FIELDS = ("client", "machine_open", "machine_reason", "proxy", "geo", "
 CONDITION = "attribute_exists(open_key) AND attribute_not_exists(enriched_at)"
 # Every open of a campaign updates the same aggregate items, so concurrent transactions can be
 # cancelled with TransactionConflict; they are retried with jitter before the record is reported.
-CONFLICT_RETRIES = 4
+CONFLICT_RETRY = Backoff(attempts=4, base_seconds=0.1, cap_seconds=0.8)
 
 
 class EnrichmentWriter:
@@ -33,25 +34,16 @@ class EnrichmentWriter:
         self.settings = settings
 
     def update_entry(self, event: Mapping[str, Any], enrichment: Mapping[str, Any]) -> dict[str, Any]:
-        names: dict[str, str] = {}
-        values: dict[str, Any] = {}
-        sets: list[str] = []
-        for index, name in enumerate(ENRICHED_FIELDS):
-            value = enrichment.get(name)
-            if value is None:
-                continue
-            names[f"#f{index}"] = name
-            values[f":v{index}"] = to_attr(value)
-            sets.append(f"#f{index} = :v{index}")
+        present = [name for name in ENRICHED_FIELDS if enrichment.get(name) is not None]
+        sets = {name: to_attr(enrichment[name]) for name in present}
         return {
-            "Update": {
-                "TableName": self.settings.table,
-                "Key": {"email_id": {"S": event["email_id"]}, "open_key": {"S": event["open_key"]}},
-                "UpdateExpression": f"SET {', '.join(sets)} REMOVE pending_ip",
-                "ConditionExpression": CONDITION,
-                "ExpressionAttributeNames": names,
-                "ExpressionAttributeValues": values,
-            }
+            "Update": update(
+                self.settings.table,
+                event_key_of(event),
+                sets=sets,
+                removes=("pending_ip",),
+                condition=CONDITION,
+            )
         }
 
     def write(self, event: Mapping[str, Any], enrichment: Mapping[str, Any]) -> bool:
@@ -71,7 +63,7 @@ class EnrichmentWriter:
         return committed
 
     def _transact(self, items: list[dict[str, Any]]) -> bool:
-        for attempt in range(CONFLICT_RETRIES):
+        for attempt in range(CONFLICT_RETRY.attempts):
             try:
                 self.client.transact_write_items(TransactItems=items)  # type: ignore[arg-type]
                 return True
@@ -79,14 +71,16 @@ class EnrichmentWriter:
                 codes = [r.get("Code") for r in exc.response.get("CancellationReasons") or []]
                 if codes and codes[0] == "ConditionalCheckFailed":
                     return False
-                if "TransactionConflict" not in codes or attempt == CONFLICT_RETRIES - 1:
+                if "TransactionConflict" not in codes or attempt == CONFLICT_RETRY.attempts - 1:
                     raise
-            time.sleep(random.uniform(0.02, 0.1) * 2**attempt)  # noqa: S311 - jitter  # nosec B311
+            CONFLICT_RETRY.wait(attempt)
         raise AssertionError("unreachable")
 
     def _exists(self, event: Mapping[str, Any]) -> bool:
-        key = {"email_id": {"S": event["email_id"]}, "open_key": {"S": event["open_key"]}}
         found = self.client.get_item(
-            TableName=self.settings.table, Key=key, ConsistentRead=True, ProjectionExpression="email_id"
+            TableName=self.settings.table,
+            Key=event_key_of(event),
+            ConsistentRead=True,
+            ProjectionExpression="email_id",
         )
         return "Item" in found

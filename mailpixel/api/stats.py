@@ -1,0 +1,179 @@
+"""The read side of the aggregates: what the API, the dashboard and `mailpixel stats` show.
+
+Each answer is a bounded number of requests: an email's stats one GetItem, a per-day series
+one Query, the recent emails one Query per day plus one BatchGetItem per 100 emails.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import UTC, date, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from mailpixel.ddb.batch import batch_get
+from mailpixel.ddb.codec import plain_item
+from mailpixel.ddb.store import paged
+from mailpixel.model.counters import CLIENT_PREFIX, COUNTERS, COUNTRY_PREFIX, MACHINE_PREFIX, PROXY_PREFIX
+from mailpixel.model.keys import ALL_PK, STATS_SK, day_sk, email_pk, emails_on_day_pk, meta_key, user_pk
+from mailpixel.model.query import BadQuery, named_time_bound
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+MAX_DAYS = 400
+_MAPS = {
+    MACHINE_PREFIX: "machine_opens_by_reason",
+    CLIENT_PREFIX: "clients",
+    COUNTRY_PREFIX: "countries",
+    PROXY_PREFIX: "proxies",
+}
+
+
+def shape(item: Mapping[str, Any]) -> dict[str, Any]:
+    """A stored aggregate item as the API shows it: flat `prefix:name` counters become maps,
+    keys and TTL bookkeeping are dropped, missing counters are 0."""
+    result: dict[str, Any] = dict.fromkeys(COUNTERS, 0)
+    result.update({field: {} for field in _MAPS.values()})
+    for name, value in item.items():
+        if name in ("pk", "sk", "expires_at"):
+            continue
+        prefix = next((p for p in _MAPS if name.startswith(p)), None)
+        if prefix is None:
+            result[name] = value
+        else:
+            result[_MAPS[prefix]][name[len(prefix) :]] = value
+    return result
+
+
+def empty_email_stats(email_id: str) -> dict[str, Any]:
+    return {
+        **shape({}),
+        "email_id": email_id,
+        "unique_openers": 0,
+        "unique_human_openers": 0,
+        "first_open_at": None,
+        "last_open_at": None,
+    }
+
+
+def email_stats(client: DynamoDBClient, table: str, email_id: str) -> dict[str, Any]:
+    """An email's aggregates in one GetItem; zeros when nothing has been counted yet."""
+    response = client.get_item(
+        TableName=table, Key=meta_key(email_pk(email_id), STATS_SK), ConsistentRead=True
+    )
+    stats = empty_email_stats(email_id)
+    if "Item" in response:
+        stats.update(shape(plain_item(response["Item"])))
+    return stats
+
+
+def user_stats(client: DynamoDBClient, table: str, user_id: str) -> dict[str, Any]:
+    response = client.get_item(TableName=table, Key=meta_key(user_pk(user_id), STATS_SK))
+    result: dict[str, Any] = {
+        "user_id": user_id,
+        "opens": 0,
+        "human_opens": 0,
+        "machine_opens": 0,
+        "first_open_at": None,
+        "last_open_at": None,
+    }
+    if "Item" in response:
+        item = plain_item(response["Item"])
+        result.update({k: v for k, v in item.items() if k in result})
+    return result
+
+
+def parse_day(value: str | None, name: str) -> date | None:
+    """An ISO date, or the UTC day of an ISO date-time."""
+    bound = named_time_bound(value, name)
+    return date.fromisoformat(bound[:10]) if bound else None
+
+
+def day_range(
+    since: str | None, until: str | None, *, default_days: int = 30, today: date | None = None
+) -> tuple[date, date]:
+    """Inclusive [first, last] days; `until` defaults to today and `since` to `default_days` before."""
+    last = parse_day(until, "until") or (today or datetime.now(UTC).date())
+    first = parse_day(since, "since") or last - timedelta(days=default_days - 1)
+    if first > last:
+        raise BadQuery(f"since ({first}) is after until ({last})")
+    if (last - first).days + 1 > MAX_DAYS:
+        raise BadQuery(f"a range covers at most {MAX_DAYS} days")
+    return first, last
+
+
+def _days(first: date, last: date) -> Iterable[date]:
+    return (first + timedelta(days=n) for n in range((last - first).days + 1))
+
+
+def daily(
+    client: DynamoDBClient, table: str, email_id: str | None, first: date, last: date
+) -> list[dict[str, Any]]:
+    """Per-day counts of one email (or of all emails), one entry per day, zeros included."""
+    pk = email_pk(email_id) if email_id is not None else ALL_PK
+    found: dict[str, dict[str, Any]] = {}
+    kwargs: dict[str, Any] = {
+        "TableName": table,
+        "KeyConditionExpression": "pk = :pk AND sk BETWEEN :lo AND :hi",
+        "ExpressionAttributeValues": {
+            ":pk": {"S": pk},
+            ":lo": {"S": day_sk(first.isoformat())},
+            ":hi": {"S": day_sk(last.isoformat())},
+        },
+    }
+    # One page for any range within MAX_DAYS unless a day has thousands of clients.
+    for item in paged(client.query, **kwargs):
+        row = shape(plain_item(item))
+        found[str(row["date"])] = row
+    result = []
+    for day in _days(first, last):
+        row = found.get(day.isoformat()) or {**shape({}), "date": day.isoformat()}
+        row.pop("email_id", None)
+        result.append(row)
+    return result
+
+
+def totals(days: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """Sum a per-day series: the counters and each breakdown map."""
+    result = shape({})
+    for row in days:
+        for name in COUNTERS:
+            result[name] += int(row.get(name, 0))
+        for field in _MAPS.values():
+            for key, value in (row.get(field) or {}).items():
+                result[field][key] = result[field].get(key, 0) + int(value)
+    return result
+
+
+def recent_emails(
+    client: DynamoDBClient, table: str, *, days: int = 7, limit: int = 50, today: date | None = None
+) -> list[dict[str, Any]]:
+    """Emails opened in the last `days` days, most recently opened first, with their stats."""
+    if not 1 <= days <= MAX_DAYS:
+        raise BadQuery(f"days must be between 1 and {MAX_DAYS}")
+    if not 1 <= limit <= 1000:
+        raise BadQuery("limit must be between 1 and 1000")
+    last = today or datetime.now(UTC).date()
+    seen: dict[str, str] = {}
+    for day in _days(last - timedelta(days=days - 1), last):
+        kwargs: dict[str, Any] = {
+            "TableName": table,
+            "KeyConditionExpression": "pk = :pk",
+            "ExpressionAttributeValues": {":pk": {"S": emails_on_day_pk(day.isoformat())}},
+            "ProjectionExpression": "email_id",
+        }
+        for item in paged(client.query, **kwargs):
+            seen[item["email_id"]["S"]] = day.isoformat()
+    stats = _batch_stats(client, table, list(seen))
+    rows = [stats[email_id] for email_id in seen if email_id in stats]
+    rows.sort(key=lambda row: (str(row.get("last_open_at") or ""), row["email_id"]), reverse=True)
+    return rows[:limit]
+
+
+def _batch_stats(client: DynamoDBClient, table: str, email_ids: list[str]) -> dict[str, dict[str, Any]]:
+    found: dict[str, dict[str, Any]] = {}
+    for item in batch_get(client, table, [meta_key(email_pk(e), STATS_SK) for e in email_ids]):
+        row = plain_item(item)
+        email_id = str(row["email_id"])
+        found[email_id] = {**empty_email_stats(email_id), **shape(row)}
+    return found

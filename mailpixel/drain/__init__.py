@@ -1,0 +1,2 @@
+"""The `drain` function: opens the pixel could not write, from the SQS fallback queue back into
+the events table."""

@@ -1,0 +1,115 @@
+"""Published IP ranges of image proxies and mail security scanners, shipped as data files.
+
+Each `mailpixel/enrich/data/ranges-<owner>.txt` holds one network a line under a header of
+`# key: value` lines (owner, category, source, as_of). `mailpixel ranges refresh`
+(`mailpixel/ops/ranges_refresh.py`) rewrites the files whose owner publishes a machine-readable
+list; the others are kept as shipped.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+
+from mailpixel.model.ip import parse_ip
+
+DATA_DIR = Path(__file__).resolve().parent.parent / "data"
+PREFIX = "ranges-"
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True)
+class RangeSet:
+    """The networks of one owner and where they came from."""
+
+    owner: str
+    category: str
+    networks: tuple[Network, ...]
+    header: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def source(self) -> str:
+        return " ".join(self.header.get("source", []))
+
+    @property
+    def as_of(self) -> str:
+        return (self.header.get("as_of") or [""])[0]
+
+
+def parse_range_file(text: str) -> RangeSet:
+    """Read a ranges file; unknown header keys are kept, bad lines raise ValueError with the line."""
+    header: dict[str, list[str]] = {}
+    networks: list[Network] = []
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line:
+            continue
+        if line.startswith("#"):
+            key, sep, value = line[1:].partition(":")
+            if sep:
+                header.setdefault(key.strip(), []).append(value.strip())
+            continue
+        try:
+            networks.append(ipaddress.ip_network(line.split()[0], strict=False))
+        except ValueError:
+            raise ValueError(f"line {number}: not a network: {line!r}") from None
+    owner = (header.get("owner") or [""])[0]
+    if not owner:
+        raise ValueError("missing '# owner:' header")
+    return RangeSet(owner, (header.get("category") or ["proxy"])[0], tuple(networks), header)
+
+
+def format_range_file(ranges: RangeSet) -> str:
+    lines = [f"# {key}: {value}" for key, values in ranges.header.items() for value in values]
+    lines += [str(n) for n in ranges.networks]
+    return "\n".join(lines) + "\n"
+
+
+class IpRanges:
+    """Longest-prefix lookup of an address among every owner's networks.
+
+    One dict per (version, prefix length): a lookup is a few dozen dict probes whatever the size
+    of the lists, and the refreshed Apple egress list (hundreds of thousands of prefixes) fits.
+    """
+
+    def __init__(self, sets: Iterable[RangeSet]) -> None:
+        self.sets = {s.owner: s for s in sets}
+        self._tables: dict[tuple[int, int], dict[int, str]] = {}
+        for s in self.sets.values():
+            for net in s.networks:
+                self._tables.setdefault((net.version, net.prefixlen), {})[int(net.network_address)] = s.owner
+        self._lengths = {
+            version: sorted((p for v, p in self._tables if v == version), reverse=True) for version in (4, 6)
+        }
+
+    @classmethod
+    def load(cls, directory: Path = DATA_DIR) -> IpRanges:
+        return cls(
+            parse_range_file(p.read_text(encoding="utf-8")) for p in sorted(directory.glob(f"{PREFIX}*.txt"))
+        )
+
+    def owner(self, ip: str | None) -> str | None:
+        """The owner whose most specific network holds `ip`, or None."""
+        address = parse_ip(ip)
+        if address is None:
+            return None
+        bits = 32 if address.version == 4 else 128
+        value = int(address)
+        for length in self._lengths[address.version]:
+            found = self._tables[(address.version, length)].get(value >> (bits - length) << (bits - length))
+            if found is not None:
+                return found
+        return None
+
+    def category(self, owner: str | None) -> str | None:
+        return self.sets[owner].category if owner in self.sets else None
+
+
+@cache
+def shipped_ranges() -> IpRanges:
+    """The ranges in the package, read once per process (per Lambda cold start)."""
+    return IpRanges.load()

@@ -1,0 +1,1 @@
+"""IP geolocation for enrichment: providers, caches, and the locator that puts them together."""

@@ -1,0 +1,123 @@
+"""The open event: the one record mailpixel keeps per pixel fetch, and its DynamoDB shape.
+
+Attribute names here are the public schema: users read them with `aws dynamodb query`.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from mailpixel.model.keys import open_key
+
+# Longest email_id / user_id kept; longer values are cut (and the repair logged).
+MAX_ID_LENGTH = 256
+
+
+def iso_millis(epoch_ms: int) -> str:
+    """UTC ISO-8601 with milliseconds and a `Z`, which sorts as a string in time order."""
+    moment = datetime.fromtimestamp(epoch_ms / 1000, tz=UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{epoch_ms % 1000:03d}Z"
+
+
+@dataclass(frozen=True)
+class RequestFacts:
+    """What the edge knows about a request, independent of Flask and of API Gateway's version."""
+
+    request_id: str
+    epoch_ms: int
+    ip: str
+    user_agent: str
+
+    @classmethod
+    def from_lambda_event(
+        cls, event: Mapping[str, Any] | None, *, ip: str, user_agent: str, now_ms: int | None = None
+    ) -> RequestFacts:
+        """Take the request id and arrival time from API Gateway when there is an event.
+
+        API Gateway's `requestId` and arrival time are the same on every retry of one request,
+        so the item key derived from them makes a retried invocation write the same item.
+        """
+        context = (event or {}).get("requestContext") or {}
+        request_id = str(context.get("requestId") or "")
+        epoch = context.get("timeEpoch") or context.get("requestTimeEpoch")
+        try:
+            epoch_ms = int(epoch) if epoch is not None else 0
+        except (TypeError, ValueError):
+            epoch_ms = 0
+        if epoch_ms <= 0:
+            epoch_ms = now_ms if now_ms is not None else int(time.time() * 1000)
+        if not request_id:
+            request_id = f"local-{uuid.uuid4().hex}"
+        return cls(request_id=request_id, epoch_ms=epoch_ms, ip=ip, user_agent=user_agent)
+
+
+@dataclass(frozen=True)
+class OpenEvent:
+    email_id: str
+    opened_at: str
+    request_id: str
+    expires_at: int
+    user_id: str | None = None
+    ip: str | None = None
+    user_agent: str | None = None
+    signed: bool | None = None
+    # The full address, kept only until enrichment has geolocated it when `ip` is truncated
+    # or dropped by the privacy setting.
+    pending_ip: str | None = None
+
+    @property
+    def open_key(self) -> str:
+        return open_key(self.opened_at, self.request_id)
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> OpenEvent:
+        fields = cls.__dataclass_fields__
+        return cls(**{k: v for k, v in data.items() if k in fields})
+
+    def to_item(self) -> dict[str, dict[str, Any]]:
+        """DynamoDB attribute values for the low-level client (no serializer on the hot path)."""
+        item: dict[str, dict[str, Any]] = {
+            "email_id": {"S": self.email_id},
+            "open_key": {"S": self.open_key},
+            "opened_at": {"S": self.opened_at},
+            "request_id": {"S": self.request_id},
+            "expires_at": {"N": str(self.expires_at)},
+        }
+        for name in ("user_id", "ip", "user_agent", "pending_ip"):
+            value = getattr(self, name)
+            if value:
+                item[name] = {"S": value}
+        if self.signed is not None:
+            item["signed"] = {"BOOL": self.signed}
+        return item
+
+
+def build_open_event(
+    *,
+    email_id: str,
+    user_id: str,
+    facts: RequestFacts,
+    retention_seconds: int,
+    stored_ip: str | None,
+    signed: bool | None = None,
+) -> OpenEvent:
+    pending = facts.ip if facts.ip and stored_ip != facts.ip else None
+    return OpenEvent(
+        email_id=email_id,
+        user_id=user_id or None,
+        opened_at=iso_millis(facts.epoch_ms),
+        request_id=facts.request_id,
+        expires_at=facts.epoch_ms // 1000 + retention_seconds,
+        ip=stored_ip,
+        user_agent=facts.user_agent or None,
+        signed=signed,
+        pending_ip=pending,
+    )

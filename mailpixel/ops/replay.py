@@ -1,0 +1,125 @@
+"""Re-drive open events kept outside the table back into it. Idempotent: the key decides."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mailpixel.model.events import OpenEvent
+from mailpixel.pixel.recorder import UNSTORED_MESSAGE
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs import SQSClient
+from mailpixel.ddb.store import EventStore
+from mailpixel.drain.handler import event_from_body
+
+
+def _put_all(store: EventStore, events: Iterable[OpenEvent]) -> tuple[dict[str, int], list[OpenEvent]]:
+    result = {"stored": 0, "duplicate": 0, "failed": 0}
+    failed: list[OpenEvent] = []
+    for event in events:
+        try:
+            result["stored" if store.put_event(event) else "duplicate"] += 1
+        except Exception:  # noqa: BLE001 - kept for the next replay
+            result["failed"] += 1
+            failed.append(event)
+    return result, failed
+
+
+def _parse_lines(lines: Iterable[str]) -> tuple[list[OpenEvent], list[str]]:
+    """Events, and the lines that are none (cut short by a crash, edited by hand): kept, not lost."""
+    events, unreadable = [], []
+    for line in lines:
+        if not line.strip():
+            continue
+        try:
+            events.append(OpenEvent.from_json(json.loads(line)))
+        except (ValueError, TypeError, AttributeError):  # AttributeError: JSON, but not an object
+            unreadable.append(line)
+    return events, unreadable
+
+
+def _append_lines(path: Path, lines: Iterable[str]) -> None:
+    with path.open("a", encoding="utf-8") as fh:
+        for line in lines:
+            fh.write(line + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def replay_file(store: EventStore, path: Path) -> dict[str, Any]:
+    """Replay a JSON-lines fallback file. What failed again stays in the file; the rest goes.
+
+    The file is first renamed aside, so opens that arrive during the replay start a new file
+    and are not lost when the replayed one is removed. Lines that are not events are moved to
+    `<file>.unreadable` for a person to look at.
+    """
+    if not path.exists():
+        return {"stored": 0, "duplicate": 0, "failed": 0, "unreadable": 0, "source": str(path)}
+    working = path.with_suffix(".replaying")
+    if not working.exists():
+        os.replace(path, working)
+    events, unreadable = _parse_lines(working.read_text(encoding="utf-8", errors="replace").splitlines())
+    result, failed = _put_all(store, events)
+    if failed:
+        _append_lines(path, (json.dumps(event.to_json()) for event in failed))
+    kept = path.with_name(path.name + ".unreadable")
+    if unreadable:
+        _append_lines(kept, unreadable)
+    working.unlink()
+    summary = {**result, "unreadable": len(unreadable), "source": str(path)}
+    return {**summary, "unreadable_kept_in": str(kept)} if unreadable else summary
+
+
+def events_from_log(lines: Iterable[str]) -> list[OpenEvent]:
+    """Events carried by `open_not_stored` JSON log lines (other lines are ignored)."""
+    events = []
+    for line in lines:
+        start = line.find("{")
+        if start < 0 or UNSTORED_MESSAGE not in line:
+            continue
+        try:
+            record = json.loads(line[start:])
+        except ValueError:
+            continue
+        if record.get("message") == UNSTORED_MESSAGE and isinstance(record.get("event"), dict):
+            events.append(OpenEvent.from_json(record["event"]))
+    return events
+
+
+def replay_log(store: EventStore, log_path: str) -> dict[str, Any]:
+    with open(log_path, encoding="utf-8", errors="replace") as fh:
+        events = events_from_log(fh)
+    result, _ = _put_all(store, events)
+    return {**result, "unreadable": 0, "source": log_path}
+
+
+def replay_queue(
+    sqs: SQSClient, queue_url: str, store: EventStore, max_messages: int = 100_000
+) -> dict[str, Any]:
+    """Re-drive a queue (usually the dead-letter queue): write, then delete what was written."""
+    counts = {"stored": 0, "duplicate": 0, "failed": 0, "unreadable": 0}
+    seen = 0
+    while seen < max_messages:
+        batch = sqs.receive_message(
+            QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1, VisibilityTimeout=60
+        ).get("Messages", [])
+        if not batch:
+            break
+        for message in batch:
+            seen += 1
+            try:
+                event = event_from_body(message.get("Body", ""))
+            except ValueError:
+                counts["unreadable"] += 1
+                continue
+            try:
+                counts["stored" if store.put_event(event) else "duplicate"] += 1
+            except Exception:  # noqa: BLE001 - stays in the queue for the next replay
+                counts["failed"] += 1
+                continue
+            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+    return {**counts, "source": queue_url}

@@ -1,0 +1,98 @@
+"""The pixel function's Flask app: `/pixel` and `/health`, nothing else.
+
+Routes only route; the work lives in `record.py` (request → event) and `recorder.py` (event →
+table or fallback). The query API and dashboard are another function with another role
+(`mailpixel.api`), so this public, unauthenticated function can write opens and nothing more.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from flask import Flask, Response, jsonify, request
+
+from mailpixel import __version__
+from mailpixel.config import Settings
+from mailpixel.ddb.store import EventStore
+from mailpixel.logs import Metrics, configure, get_logger
+from mailpixel.pixel.gif import gif_response
+from mailpixel.pixel.record import Components, record_open
+from mailpixel.pixel.recorder import Fallback, FileFallback, OpenRecorder, SqsFallback
+from mailpixel.web import register_error_pages
+
+log = get_logger("pixel.app")
+EXTENSION = "mailpixel"
+
+
+def default_fallback(settings: Settings) -> Fallback | None:
+    if settings.fallback_queue_url:
+        from mailpixel.aws import sqs_client
+
+        return SqsFallback(lambda: sqs_client(settings), settings.fallback_queue_url)
+    if settings.is_local:
+        return FileFallback(Path(settings.data_dir) / "fallback" / "pending.jsonl")
+    return None
+
+
+def _load_signing_secrets(settings: Settings) -> Settings:
+    if settings.signing_secrets_parameter and not settings.signing_secrets:
+        from mailpixel.secrets import load_signing_secrets
+
+        try:
+            settings = settings.with_overrides(signing_secrets=load_signing_secrets(settings))
+        except Exception as exc:  # noqa: BLE001 - the pixel must keep answering; see below
+            # A pixel that refused to start would break every image in every sent email. It goes
+            # on unsigned instead: each open is kept with signed=false, so forged ones can be told
+            # apart, and this error says the parameter needs fixing.
+            log.error(
+                "signing_secrets_unavailable",
+                extra={"parameter": settings.signing_secrets_parameter, "error": repr(exc)},
+            )
+    if not settings.signing_secrets:
+        log.warning(
+            "signing_disabled",
+            extra={"detail": "no MAILPIXEL_SIGNING_SECRETS: unsigned pixel URLs are recorded (signed=false)"},
+        )
+    return settings
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    store: EventStore | None = None,
+    fallback: Fallback | None = None,
+    metrics: Metrics | None = None,
+) -> Flask:
+    """Build the pixel app. Tests pass their own store (pointed at DynamoDB Local) and fallback."""
+    settings = settings or Settings.from_env()
+    configure(settings.log_level)
+    settings = _load_signing_secrets(settings)
+    if store is None:
+        from mailpixel.aws import dynamodb_client
+
+        store = EventStore(dynamodb_client(settings, fast=True), settings.table)
+    metrics = metrics or Metrics()
+    recorder = OpenRecorder(store, fallback if fallback is not None else default_fallback(settings), metrics)
+
+    # No implicit /static route: nothing here serves files.
+    app = Flask(__name__, static_folder=None)
+    app.extensions[EXTENSION] = Components(settings, store, recorder, metrics)
+
+    @app.route("/pixel", methods=["GET", "HEAD"])
+    def pixel() -> Response:
+        try:
+            if request.method == "GET":
+                record_open(app.extensions[EXTENSION])
+            else:
+                metrics.tally("pixel_head")
+        except Exception:  # noqa: BLE001 - the reader gets the image whatever happened here
+            log.exception("pixel_error")
+            metrics.count("pixel_error")
+        return gif_response()
+
+    @app.get("/health")
+    def health() -> Response:
+        return jsonify(status="ok", version=__version__, table=settings.table, counters=metrics.snapshot())
+
+    register_error_pages(app, metrics)
+    return app

@@ -1,0 +1,22 @@
+"""How much of the reader's IP address is kept (`MAILPIXEL_IP_STORAGE`)."""
+
+from __future__ import annotations
+
+import ipaddress
+
+
+def stored_ip(ip: str, mode: str) -> str | None:
+    """`full` keeps the address, `truncated` keeps its IPv4 /24 or IPv6 /48 network, `none` nothing.
+
+    An address that does not parse is kept only in `full` mode (it is what API Gateway sent).
+    """
+    if not ip or mode == "none":
+        return None
+    if mode == "full":
+        return ip
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return None
+    prefix = 24 if address.version == 4 else 48
+    return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False).network_address)

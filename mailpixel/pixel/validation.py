@@ -1,0 +1,74 @@
+"""Turn the pixel's raw query parameters into clean values, noting every repair made.
+
+Mail clients, proxies and people mangle URLs. Nothing here raises: each problem becomes a
+named reason that the caller logs and counts, and the pixel is served regardless.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from urllib.parse import parse_qs
+
+from mailpixel.model.events import MAX_ID_LENGTH
+
+MAX_USER_AGENT_LENGTH = 512
+PIXEL_PARAMS = ("email_id", "user_id", "t", "sig")
+# Fields past this many are ignored: a pixel URL has four.
+MAX_QUERY_FIELDS = 64
+
+
+def _strip_controls(value: str) -> str:
+    return "".join(ch for ch in value if unicodedata.category(ch) not in ("Cc", "Cf", "Cs"))
+
+
+def clean_text(value: str, limit: int, name: str, reasons: list[str]) -> str:
+    """Drop control characters, trim white space and cut to `limit` characters."""
+    # isprintable() runs in C and holds for nearly every real id and user agent; only the
+    # rest pay for the character-by-character look-up.
+    cleaned = (value if value.isprintable() else _strip_controls(value)).strip()
+    if cleaned != value.strip():
+        reasons.append(f"control_chars:{name}")
+    if "\ufffd" in cleaned:
+        reasons.append(f"undecodable:{name}")
+    if len(cleaned) > limit:
+        reasons.append(f"truncated:{name}")
+        cleaned = cleaned[:limit]
+    return cleaned
+
+
+def query_params(raw: bytes) -> dict[str, list[str]]:
+    """Parse a raw query string leniently: bad UTF-8 and bad percent-escapes become U+FFFD or
+    stay literal, where Werkzeug's `request.args` would raise on raw non-UTF-8 bytes."""
+    fields = raw.decode("utf-8", "replace").split("&", MAX_QUERY_FIELDS)[:MAX_QUERY_FIELDS]
+    return parse_qs("&".join(fields), keep_blank_values=True, errors="replace")
+
+
+@dataclass
+class PixelParams:
+    """The pixel's parameters after cleaning; `reasons` lists what was repaired or missing."""
+
+    email_id: str = ""
+    user_id: str = ""
+    t: str = ""
+    sig: str = ""
+    reasons: list[str] = field(default_factory=list)
+
+    @property
+    def recordable(self) -> bool:
+        return bool(self.email_id)
+
+
+def parse_pixel_params(get_all: Mapping[str, Sequence[str]]) -> PixelParams:
+    """Clean the parameters. A repeated parameter keeps its first value, as most frameworks do."""
+    params = PixelParams()
+    for name in PIXEL_PARAMS:
+        values = get_all.get(name) or []
+        if len(values) > 1:
+            params.reasons.append(f"repeated:{name}")
+        raw = values[0] if values else ""
+        setattr(params, name, clean_text(raw, MAX_ID_LENGTH, name, params.reasons))
+    if not params.email_id:
+        params.reasons.append("missing:email_id")
+    return params

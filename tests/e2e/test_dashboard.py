@@ -1,0 +1,185 @@
+"""The dashboard in real headless Chromium (Debian's), against the app served over HTTP with
+DynamoDB Local behind it, as `make run` serves it. The numbers on the page must be the API's."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import Page, sync_playwright
+from werkzeug.serving import make_server
+
+from mailpixel.api.app import create_api_app
+from mailpixel.ops.local.stack import free_port
+from mailpixel.ops.local.wsgi import combined_app
+from mailpixel.pixel.app import create_app
+from tests.conftest import ARTIFACTS, ROOT
+from tests.integration.test_aggregates import make_events, seed
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+KEY = "dashboard-test-key-7f3a"
+DOCS_PICTURE = ROOT / "docs" / "dashboard.png"
+EMAILS = ["newsletter-november", "product-launch", "weekly-digest-48", "onboarding-day-3"]
+
+
+@pytest.fixture
+def server(settings, store, ddb) -> Iterator[str]:
+    events = make_events(140, seed=21, users=40, days=14, names=EMAILS)
+    seed(store, ddb, settings, events)
+    keyed = settings.with_overrides(api_keys=(KEY,))
+    app = combined_app(create_app(keyed), create_api_app(keyed))
+    http = make_server("127.0.0.1", free_port(), app, threaded=True)
+    thread = threading.Thread(target=http.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{http.server_port}"
+    http.shutdown()
+    thread.join(timeout=10)
+
+
+@pytest.fixture
+def page(server) -> Iterator[Page]:
+    assert Path(CHROMIUM).exists(), (
+        "Debian's chromium is missing: run `make setup` (apt-get install chromium)"
+    )
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        context = browser.new_context(viewport={"width": 1280, "height": 900}, color_scheme="light")
+        page = context.new_page()
+        problems: list[str] = []
+        outside: list[str] = []
+        page.on("pageerror", lambda error: problems.append(str(error)))
+        # The one wrong key the test types is refused: that 401 is expected, nothing else is.
+        expected = "status of 401"
+        page.on(
+            "console",
+            lambda msg: (
+                problems.append(msg.text) if msg.type == "error" and expected not in msg.text else None
+            ),
+        )
+        page.on("request", lambda req: None if req.url.startswith(server) else outside.append(req.url))
+        yield page
+        context.close()
+        browser.close()
+    assert problems == [], problems  # no script error, no CSP violation
+    assert outside == [], outside  # no CDN, nothing but this origin
+
+
+def api(page: Page, base: str, path: str) -> Any:
+    response = page.request.get(base + path, headers={"Authorization": f"Bearer {KEY}"})
+    assert response.ok, response.text()
+    return response.json()
+
+
+def metric(page: Page, name: str) -> int:
+    return int(page.get_attribute(f'[data-metric="{name}"]', "data-value") or "-1")
+
+
+def wait_loaded(page: Page, after: str | None = None, title: str | None = None) -> str:
+    """Wait for a load newer than `after` to finish; with `title`, for the one showing it (an
+    earlier load, started by a resize, may finish in between)."""
+    page.wait_for_function(
+        """([prev, title]) => document.body.dataset.loaded && document.body.dataset.loaded !== prev
+            && (title === null || document.querySelector('#title').textContent === title)""",
+        arg=[after, title],
+        timeout=15_000,
+    )
+    return str(page.get_attribute("body", "data-loaded"))
+
+
+def bars(page: Page, box: str) -> dict[str, int]:
+    pairs = page.locator(f"#{box} .bar-row").evaluate_all(
+        "rows => rows.map(r => [r.dataset.name, r.querySelector('.bar-count').textContent])"
+    )
+    return {str(name): int(str(count).replace(",", "")) for name, count in pairs}
+
+
+def test_dashboard_logs_in_and_shows_the_apis_numbers(page: Page, server: str):
+    page.goto(server + "/dashboard")
+    assert page.is_visible("#login-form")
+    page.fill("#key", "not-the-key")
+    page.click("#login-form button")
+    page.wait_for_selector("#login-error:has-text('not valid')")
+
+    page.fill("#key", KEY)
+    page.click("#login-form button")
+    loaded = wait_loaded(page)
+
+    # All recent emails.
+    recent = api(page, server, "/api/emails?days=30&limit=100")["emails"]
+    daily = api(page, server, "/api/daily")
+    assert {e["email_id"] for e in recent} == set(EMAILS)
+    assert metric(page, "opens") == daily["totals"]["opens"] == 140
+    assert metric(page, "human_opens") == daily["totals"]["human_opens"]
+    assert metric(page, "machine_opens") == daily["totals"]["machine_opens"]
+    assert metric(page, "unique_human_openers") == sum(e["unique_human_openers"] for e in recent)
+    assert page.locator("#recent tbody tr").count() == len(recent)
+    assert page.locator("#timeline g[data-date]").count() == len(daily["days"]) == 30
+    assert bars(page, "clients") == daily["totals"]["clients"]
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "dashboard-all.png"), full_page=True)
+    # The README's picture: the first screen of the overview (a resize redraws the charts).
+    # Written when missing or asked for, so a test run does not leave a changed file behind.
+    page.set_viewport_size({"width": 1280, "height": 1160})
+    loaded = wait_loaded(page, loaded)
+    page.screenshot(path=str(ARTIFACTS / "dashboard-overview.png"))
+    if not DOCS_PICTURE.exists() or os.environ.get("MAILPIXEL_UPDATE_DOCS") == "1":
+        DOCS_PICTURE.parent.mkdir(exist_ok=True)
+        DOCS_PICTURE.write_bytes((ARTIFACTS / "dashboard-overview.png").read_bytes())
+
+    # One email, chosen from the recent list.
+    chosen = recent[0]["email_id"]
+    page.click(f'#recent tbody tr[data-email-id="{chosen}"]')
+    loaded = wait_loaded(page, loaded, title=chosen)
+    assert page.inner_text("#title") == chosen
+    stats = api(page, server, f"/api/emails/{chosen}/stats")
+    for name in ("opens", "human_opens", "machine_opens", "unique_openers", "unique_human_openers"):
+        assert metric(page, name) == stats[name], name
+    assert bars(page, "clients") == stats["clients"]
+    assert bars(page, "countries") == stats["countries"] or len(stats["countries"]) > 10
+    assert bars(page, "reasons") == stats["machine_opens_by_reason"]
+    latest = api(page, server, f"/api/emails/{chosen}/opens?order=desc&limit=20")["items"]
+    shown = page.locator("#latest tbody tr").evaluate_all("rows => rows.map(r => r.dataset.requestId)")
+    assert shown == [o["request_id"] for o in latest]
+    assert page.locator("#recent-panel").is_hidden()
+
+    # The key is asked for once: a reload keeps it for this tab.
+    page.reload()
+    wait_loaded(page)
+    assert page.is_hidden("#login") and page.inner_text("#title") == chosen
+
+    page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
+
+
+def test_hostile_ids_are_shown_as_text_never_run(page: Page, server: str, store, ddb, settings):
+    from tests.integration.test_aggregates import enrich_one, one_event
+
+    hostile = "<img src=x onerror=\"document.title='pwned'\">"
+    enrich_one(
+        store,
+        ddb,
+        settings,
+        one_event("x1", make_events(1, days=1)[0].opened_at, user_id=hostile, email_id="e-hostile"),
+        machine_open=False,
+        client={"name": "<script>alert(1)</script>"},
+        geo={"country": "NL"},
+    )
+    page.goto(server + "/dashboard#email=e-hostile")
+    page.fill("#key", KEY)
+    page.click("#login-form button")
+    wait_loaded(page)
+    assert page.title() != "pwned"
+    assert page.locator("#latest tbody tr td:nth-child(3)").inner_text() == hostile
+    assert page.locator("#latest img").count() == 0

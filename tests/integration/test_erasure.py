@@ -1,0 +1,127 @@
+"""Erasure (`mailpixel forget`) against DynamoDB Local: what goes, what stays, and a second run."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from mailpixel.ddb.store import EventStore
+from mailpixel.model.events import RequestFacts, build_open_event
+from mailpixel.ops import cli
+from mailpixel.ops.erasure import Eraser, ErasureResult
+from tests.conftest import all_items
+
+EPOCH_MS = 1_795_528_140_123
+EXPIRES = EPOCH_MS // 1000 + 400 * 86_400
+
+
+def put_open(store: EventStore, email_id: str, user_id: str, n: int) -> None:
+    facts = RequestFacts(
+        request_id=f"r-{email_id}-{user_id}-{n}", epoch_ms=EPOCH_MS + n, ip="198.51.100.7", user_agent="UA"
+    )
+    store.put_event(
+        build_open_event(
+            email_id=email_id,
+            user_id=user_id,
+            facts=facts,
+            retention_seconds=400 * 86_400,
+            stored_ip="198.51.100.7",
+        )
+    )
+
+
+def put_meta(ddb, meta_table: str, pk: str, sk: str, **extra: str) -> None:
+    item = {"pk": {"S": pk}, "sk": {"S": sk}, "expires_at": {"N": str(EXPIRES)}}
+    item.update({k: {"S": v} for k, v in extra.items()})
+    ddb.put_item(TableName=meta_table, Item=item)
+
+
+@pytest.fixture
+def seeded(store, ddb, settings):
+    """u1 opened e1 (twice), e2 and e3; u2 opened e1; someone unnamed opened e1 and e4."""
+    for email, user, n in [
+        ("e1", "u1", 1),
+        ("e1", "u1", 2),
+        ("e2", "u1", 3),
+        ("e3", "u1", 4),
+        ("e1", "u2", 5),
+    ]:
+        put_open(store, email, user, n)
+    put_open(store, "e1", "", 6)
+    put_open(store, "e4", "", 7)
+    meta = settings.meta_table
+    put_meta(ddb, meta, "user#u1", "stats", user_id="u1")
+    put_meta(ddb, meta, "user#u1", "prefs", user_id="u1")
+    put_meta(ddb, meta, "user#u2", "stats", user_id="u2")
+    put_meta(ddb, meta, "email#e1", "stats")
+    put_meta(ddb, meta, "email#e1", "day#2026-11-24")
+    put_meta(ddb, meta, "email#e1", "opener#u1", user_id="u1")
+    put_meta(ddb, meta, "email#e1", "opener#u2", user_id="u2")
+    put_meta(ddb, meta, "email#e2", "opener#u1", user_id="u1")
+    put_meta(ddb, meta, "email#e3", "stats")
+    put_meta(ddb, meta, "all", "day#2026-11-24")
+    put_meta(ddb, meta, "geo#198.51.100.7", "geo")
+    return Eraser(ddb, settings.table, settings.meta_table)
+
+
+def meta_keys(ddb, settings) -> set[tuple[str, str]]:
+    return {(i["pk"], i["sk"]) for i in all_items(ddb, settings.meta_table)}
+
+
+def test_forget_user_deletes_events_found_only_through_the_user_index(seeded, ddb, table, settings):
+    assert seeded.forget_user("u1") == ErasureResult(events=4, meta=4, emails=3)
+    events = {(i["email_id"], i.get("user_id")) for i in all_items(ddb, table)}
+    assert events == {("e1", "u2"), ("e1", None), ("e4", None)}
+    assert meta_keys(ddb, settings) == {
+        ("user#u2", "stats"),
+        ("email#e1", "stats"),
+        ("email#e1", "day#2026-11-24"),
+        ("email#e1", "opener#u2"),
+        ("email#e3", "stats"),
+        ("all", "day#2026-11-24"),
+        ("geo#198.51.100.7", "geo"),
+    }
+    assert not [i for i in all_items(ddb, settings.meta_table) if i.get("user_id") == "u1"]
+    assert seeded.forget_user("u1") == ErasureResult(events=0, meta=0, emails=0)
+
+
+def test_forget_email_deletes_its_events_and_derived_items(seeded, ddb, table, settings):
+    assert seeded.forget_email("e1") == ErasureResult(events=4, meta=4, emails=1)
+    events = {(i["email_id"], i.get("user_id")) for i in all_items(ddb, table)}
+    assert events == {("e2", "u1"), ("e3", "u1"), ("e4", None)}
+    assert not [k for k in meta_keys(ddb, settings) if k[0] == "email#e1"]
+    assert ("user#u1", "stats") in meta_keys(ddb, settings)
+    assert seeded.forget_email("e1") == ErasureResult(events=0, meta=0, emails=0)
+
+
+def test_forget_user_in_batches_beyond_one_request(store, ddb, table, settings):
+    """130 events in 130 emails: several BatchGetItem (100) and BatchWriteItem (25) calls."""
+    for n in range(130):
+        put_open(store, f"bulk-{n:03d}", "heavy", n)
+        put_meta(ddb, settings.meta_table, f"email#bulk-{n:03d}", "opener#heavy", user_id="heavy")
+    put_open(store, "bulk-000", "light", 999)
+    eraser = Eraser(ddb, settings.table, settings.meta_table)
+    assert eraser.forget_user("heavy") == ErasureResult(events=130, meta=130, emails=130)
+    assert [i["user_id"] for i in all_items(ddb, table)] == ["light"]
+    assert all_items(ddb, settings.meta_table) == []
+
+
+def test_cli_forget_prints_counts_and_zero_the_second_time(seeded, settings, monkeypatch, capsys):
+    monkeypatch.setenv("MAILPIXEL_TABLE", settings.table)
+    monkeypatch.setenv("MAILPIXEL_META_TABLE", settings.meta_table)
+    monkeypatch.setenv("DYNAMODB_ENDPOINT_URL", settings.endpoint_url or "")
+    assert cli.main(["forget", "--user-id", "u1"]) == 0
+    assert capsys.readouterr().out == "deleted 4 events and 4 derived items of user_id u1\n"
+    assert cli.main(["forget", "--user-id", "u1", "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"user_id": "u1", "events": 0, "meta": 0, "emails": 0}
+    assert cli.main(["forget", "--email-id", "e1", "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"email_id": "e1", "events": 2, "meta": 3, "emails": 1}
+
+
+def test_cli_forget_needs_exactly_one_subject(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["forget"])
+    with pytest.raises(SystemExit):
+        cli.main(["forget", "--user-id", "u", "--email-id", "e"])
+    assert "one of the arguments" in capsys.readouterr().err

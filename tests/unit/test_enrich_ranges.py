@@ -1,0 +1,107 @@
+"""The shipped range files and `mailpixel ranges refresh`'s parsers, on local copies of the lists."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from mailpixel.enrich.classify import ranges as r
+from mailpixel.ops import ranges_refresh as refresh_mod
+
+APPLE_CSV = "172.224.226.0/27,GB,GB-EN,London,\n2a02:26f7:b3c0:4000::/64,FR,FR-IDF,Paris,\n\n"
+GOOG = {
+    "prefixes": [
+        {"ipv4Prefix": "8.8.4.0/24"},
+        {"ipv4Prefix": "34.0.0.0/15"},
+        {"ipv6Prefix": "2001:4860::/32"},
+    ]
+}
+CLOUD = {"prefixes": [{"ipv4Prefix": "34.0.0.0/16", "service": "Google Cloud"}]}
+MICROSOFT = [
+    {"id": 10, "serviceArea": "Exchange", "tcpPorts": "25", "ips": ["40.92.0.0/15", "2a01:111:f400::/48"]},
+    {"id": 1, "serviceArea": "Exchange", "tcpPorts": "80,443", "ips": ["13.107.6.152/31"]},
+    {"id": 46, "serviceArea": "Common", "tcpPorts": "443", "ips": ["52.108.0.0/14"]},
+]
+
+
+def test_every_shipped_file_names_its_source_and_date():
+    loaded = r.IpRanges.load()
+    assert set(loaded.sets) == {
+        "apple",
+        "google",
+        "yahoo",
+        "microsoft",
+        "mimecast",
+        "proofpoint",
+        "barracuda",
+    }
+    for ranges in loaded.sets.values():
+        assert ranges.source.startswith(("http", "ARIN", "RIR", "Mimecast", "Proofpoint", "Barracuda")), (
+            ranges.owner
+        )
+        assert len(ranges.as_of) == 10 and ranges.networks
+        assert ranges.category in {"proxy", "scanner"}
+
+
+def test_longest_prefix_wins():
+    sets = [
+        r.parse_range_file("# owner: big\n10.0.0.0/8\n"),
+        r.parse_range_file("# owner: small\n# category: scanner\n10.1.0.0/16\n"),
+    ]
+    lookup = r.IpRanges(sets)
+    assert lookup.owner("10.1.2.3") == "small" and lookup.category("small") == "scanner"
+    assert (
+        lookup.owner("10.2.0.1") == "big" and lookup.owner("11.0.0.1") is None and lookup.owner(None) is None
+    )
+
+
+def test_bad_lines_are_named():
+    with pytest.raises(ValueError, match="line 2"):
+        r.parse_range_file("# owner: x\nnot-a-network\n")
+    with pytest.raises(ValueError, match="owner"):
+        r.parse_range_file("10.0.0.0/8\n")
+
+
+def test_parsers():
+    apple = refresh_mod.parse_apple_egress(APPLE_CSV)
+    assert {str(n) for n in apple} == {"17.0.0.0/8", "172.224.226.0/27", "2a02:26f7:b3c0:4000::/64"}
+    google = {str(n) for n in refresh_mod.parse_google(json.dumps(GOOG), json.dumps(CLOUD))}
+    assert google == {"8.8.4.0/24", "34.1.0.0/16", "2001:4860::/32"}  # cloud customers' /16 cut out
+    assert {str(n) for n in refresh_mod.parse_microsoft(json.dumps(MICROSOFT))} == {
+        "40.92.0.0/15",
+        "2a01:111:f400::/48",
+    }
+    with pytest.raises(ValueError):
+        refresh_mod.parse_google("[]", "[]")
+    with pytest.raises(ValueError):
+        refresh_mod.parse_microsoft(json.dumps(MICROSOFT[1:]))
+
+
+def test_refresh_rewrites_published_lists_and_keeps_manual_ones(tmp_path):
+    for path in r.DATA_DIR.glob("ranges-*.txt"):
+        shutil.copy(path, tmp_path / path.name)
+    yahoo_before = (tmp_path / "ranges-yahoo.txt").read_text()
+    pages = {
+        refresh_mod.APPLE_EGRESS_URL: APPLE_CSV,
+        refresh_mod.GOOGLE_URL: json.dumps(GOOG),
+        refresh_mod.GOOGLE_CLOUD_URL: json.dumps(CLOUD),
+    }
+
+    def fetch(url: str) -> str:
+        if url.startswith("https://endpoints.office.com/"):
+            raise ConnectionError("offline")
+        return pages[url]
+
+    result = refresh_mod.refresh(tmp_path, fetch=fetch, today="2030-01-02")
+    assert result["updated"] == {"apple": 3, "google": 3}
+    assert "ConnectionError" in result["failed"]["microsoft"]
+    assert result["kept"] == ["barracuda", "mimecast", "proofpoint", "yahoo"]
+    apple = r.parse_range_file((tmp_path / "ranges-apple.txt").read_text())
+    assert apple.as_of == "2030-01-02" and apple.source.startswith("ARIN") and apple.category == "proxy"
+    assert r.IpRanges([apple]).owner("172.224.226.5") == "apple"
+    assert (tmp_path / "ranges-yahoo.txt").read_text() == yahoo_before
+    assert (tmp_path / "ranges-microsoft.txt").read_text() == (
+        r.DATA_DIR / "ranges-microsoft.txt"
+    ).read_text()
