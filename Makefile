@@ -6,16 +6,19 @@ BIN := $(VENV)/bin
 STAMP_PY := $(VENV)/.installed
 STAMP_NODE := node_modules/.installed
 
-.PHONY: run test lint typecheck package bench setup check-java check-chromium clean
+.PHONY: run test unit lint typecheck package bench setup check-java check-chromium clean
 
 run: setup ## Run the local stack: DynamoDB Local + the app on http://127.0.0.1:$${PORT:-5000}
 	$(BIN)/mailpixel run
 
-test: setup ## Lint, type-check and run every test
+test: setup ## Lint, type-check and run every test (unit, integration, e2e), with a coverage report
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-	$(BIN)/pytest
+	$(BIN)/pytest --cov --cov-report=term
+
+unit: $(STAMP_PY) ## The unit tests alone: seconds, no Java, no npm, no network
+	$(BIN)/pytest tests/unit
 
 bench: setup ## Benchmarks against the floor; prints tables
 	$(BIN)/python -m bench
