@@ -77,11 +77,11 @@ def _durable_store() -> EventStore:
     from mailpixel.aws import dynamodb_client
     from mailpixel.ddb.store import EventStore
 
-    return EventStore(dynamodb_client(settings), settings.table)
+    return EventStore(dynamodb_client(settings), settings.table, settings.clicks_table)
 
 
 def drain(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """SQS fallback queue → the events table (opens whose first write failed)."""
+    """SQS fallback queue → the events and clicks tables (events whose first write failed)."""
     from mailpixel.drain.handler import drain_records
 
     return drain_records(event.get("Records", []), _durable_store())

@@ -70,6 +70,8 @@ class Settings:
 
     table: str = "mailpixel-local-events"
     meta_table: str = "mailpixel-local-meta"
+    # Clicks live in their own table, so a query of the events table returns opens only.
+    clicks_table: str = "mailpixel-local-clicks"
     endpoint_url: str | None = None
     region: str = "us-east-1"
     retention_days: int = 400
@@ -137,6 +139,7 @@ class Settings:
         return cls(
             table=table or d.table,
             meta_table=_optional(env, "MAILPIXEL_META_TABLE") or d.meta_table,
+            clicks_table=_optional(env, "MAILPIXEL_CLICKS_TABLE") or d.clicks_table,
             endpoint_url=endpoint_url,
             region=_optional(env, "AWS_REGION") or _optional(env, "AWS_DEFAULT_REGION") or d.region,
             retention_days=_int(env, "MAILPIXEL_RETENTION_DAYS", d.retention_days, minimum=1),

@@ -1,4 +1,4 @@
-"""Drains the SQS fallback queue back into the events table.
+"""Drains the SQS fallback queue back into the events table (opens) and the clicks table (clicks).
 
 The pixel sends an open here only when its DynamoDB write failed. SQS redelivers what this
 function reports as failed, and after the queue's `maxReceiveCount` moves it to the dead-letter
@@ -14,18 +14,19 @@ from typing import Any
 
 from mailpixel.ddb.store import EventStore
 from mailpixel.logs import get_logger
+from mailpixel.model.clicks import ClickEvent, event_from_json
 from mailpixel.model.events import OpenEvent
 
 log = get_logger("drain.handler")
 
 
-def event_from_body(body: str) -> OpenEvent:
-    """Raises ValueError for anything that is not a serialised OpenEvent."""
+def event_from_body(body: str) -> OpenEvent | ClickEvent:
+    """Raises ValueError for anything that is not a serialised open or click event."""
     data = json.loads(body)
     if not isinstance(data, dict) or not data.get("email_id"):
         raise ValueError("not an open event")
     try:
-        return OpenEvent.from_json(data)
+        return event_from_json(data)
     except TypeError as exc:
         raise ValueError(f"not an open event: {exc}") from None
 

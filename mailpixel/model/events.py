@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from mailpixel.model.keys import open_key
 
@@ -69,6 +69,8 @@ class OpenEvent:
     # The full address, kept only until enrichment has geolocated it when `ip` is truncated
     # or dropped by the privacy setting.
     pending_ip: str | None = None
+
+    kind: ClassVar[str] = "open"  # names its metrics and log lines; a click's is "click"
 
     @property
     def open_key(self) -> str:

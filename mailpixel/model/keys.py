@@ -11,6 +11,10 @@ Meta table (MetaTable), `pk` / `sk`:
 - `user#ID / stats`: a user's opens and first/last open.
 - `email#ID / opener#USER`: the unique-opener marker.
 - `geo#IP / geo`: the shared geolocation cache.
+
+Clicks table (ClicksTable): partition `email_id`, sort `click_key` = `<clicked_at>#<request_id>`
+(the same shape as `open_key`), and its own `by_user` index (`user_id`, `click_key`). Clicks
+live apart so that a query of the events table returns opens only.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ from __future__ import annotations
 from typing import Any
 
 USER_INDEX = "by_user"
+OPEN_KEY = "open_key"
+CLICK_KEY = "click_key"
 OPEN_KEY_SEPARATOR = "#"
 
 STATS_SK = "stats"
@@ -35,6 +41,10 @@ Key = dict[str, dict[str, str]]
 
 def open_key(opened_at: str, request_id: str) -> str:
     return f"{opened_at}{OPEN_KEY_SEPARATOR}{request_id}"
+
+
+def click_key(clicked_at: str, request_id: str) -> str:
+    return open_key(clicked_at, request_id)
 
 
 def event_key(email_id: str, open_key_value: str) -> Key:

@@ -42,6 +42,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         settings = settings.with_overrides(
             table=f"mailpixel-{args.stage}-events",
             meta_table=f"mailpixel-{args.stage}-meta",
+            clicks_table=f"mailpixel-{args.stage}-clicks",
             endpoint_url=None,
         )
     if getattr(args, "table", None):
@@ -57,7 +58,7 @@ def _store(settings: Settings) -> Any:
     from mailpixel.aws import dynamodb_client
     from mailpixel.ddb.store import EventStore
 
-    return EventStore(dynamodb_client(settings), settings.table)
+    return EventStore(dynamodb_client(settings), settings.table, settings.clicks_table)
 
 
 def _cell(value: Any) -> str:

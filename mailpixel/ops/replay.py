@@ -1,4 +1,5 @@
-"""Re-drive open events kept outside the table back into it. Idempotent: the key decides."""
+"""Re-drive open (and click) events kept outside their table back into it. Idempotent: the key
+decides."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mailpixel.model.events import OpenEvent
-from mailpixel.pixel.recorder import UNSTORED_MESSAGE
+from mailpixel.model.clicks import event_from_json
+from mailpixel.pixel.recorder import UNSTORED_MESSAGES, Event
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -17,9 +18,9 @@ from mailpixel.ddb.store import EventStore
 from mailpixel.drain.handler import event_from_body
 
 
-def _put_all(store: EventStore, events: Iterable[OpenEvent]) -> tuple[dict[str, int], list[OpenEvent]]:
+def _put_all(store: EventStore, events: Iterable[Event]) -> tuple[dict[str, int], list[Event]]:
     result = {"stored": 0, "duplicate": 0, "failed": 0}
-    failed: list[OpenEvent] = []
+    failed: list[Event] = []
     for event in events:
         try:
             result["stored" if store.put_event(event) else "duplicate"] += 1
@@ -29,14 +30,15 @@ def _put_all(store: EventStore, events: Iterable[OpenEvent]) -> tuple[dict[str, 
     return result, failed
 
 
-def _parse_lines(lines: Iterable[str]) -> tuple[list[OpenEvent], list[str]]:
+def _parse_lines(lines: Iterable[str]) -> tuple[list[Event], list[str]]:
     """Events, and the lines that are none (cut short by a crash, edited by hand): kept, not lost."""
-    events, unreadable = [], []
+    events: list[Event] = []
+    unreadable: list[str] = []
     for line in lines:
         if not line.strip():
             continue
         try:
-            events.append(OpenEvent.from_json(json.loads(line)))
+            events.append(event_from_json(json.loads(line)))
         except (ValueError, TypeError, AttributeError):  # AttributeError: JSON, but not an object
             unreadable.append(line)
     return events, unreadable
@@ -74,19 +76,19 @@ def replay_file(store: EventStore, path: Path) -> dict[str, Any]:
     return {**summary, "unreadable_kept_in": str(kept)} if unreadable else summary
 
 
-def events_from_log(lines: Iterable[str]) -> list[OpenEvent]:
-    """Events carried by `open_not_stored` JSON log lines (other lines are ignored)."""
+def events_from_log(lines: Iterable[str]) -> list[Event]:
+    """Events carried by `open_not_stored` / `click_not_stored` JSON log lines (others are ignored)."""
     events = []
     for line in lines:
         start = line.find("{")
-        if start < 0 or UNSTORED_MESSAGE not in line:
+        if start < 0 or not any(message in line for message in UNSTORED_MESSAGES):
             continue
         try:
             record = json.loads(line[start:])
         except ValueError:
             continue
-        if record.get("message") == UNSTORED_MESSAGE and isinstance(record.get("event"), dict):
-            events.append(OpenEvent.from_json(record["event"]))
+        if record.get("message") in UNSTORED_MESSAGES and isinstance(record.get("event"), dict):
+            events.append(event_from_json(record["event"]))
     return events
 
 

@@ -1,4 +1,4 @@
-"""The pixel function's Flask app: `/pixel` and `/health`, nothing else.
+"""The pixel function's Flask app: `/pixel`, `/click` (pixel/click.py) and `/health`, nothing else.
 
 Routes only route; the work lives in `record.py` (request → event) and `recorder.py` (event →
 table or fallback). The query API and dashboard are another function with another role
@@ -15,6 +15,7 @@ from mailpixel import __version__
 from mailpixel.config import Settings
 from mailpixel.ddb.store import EventStore
 from mailpixel.logs import Metrics, configure, get_logger
+from mailpixel.pixel.click import register_click_route
 from mailpixel.pixel.gif import gif_response
 from mailpixel.pixel.record import Components, record_open
 from mailpixel.pixel.recorder import Fallback, FileFallback, OpenRecorder, SqsFallback
@@ -70,7 +71,7 @@ def create_app(
     if store is None:
         from mailpixel.aws import dynamodb_client
 
-        store = EventStore(dynamodb_client(settings, fast=True), settings.table)
+        store = EventStore(dynamodb_client(settings, fast=True), settings.table, settings.clicks_table)
     metrics = metrics or Metrics()
     recorder = OpenRecorder(store, fallback if fallback is not None else default_fallback(settings), metrics)
 
@@ -94,5 +95,6 @@ def create_app(
     def health() -> Response:
         return jsonify(status="ok", version=__version__, table=settings.table, counters=metrics.snapshot())
 
+    register_click_route(app, app.extensions[EXTENSION])
     register_error_pages(app, metrics)
     return app

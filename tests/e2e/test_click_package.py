@@ -1,0 +1,45 @@
+"""The packaged template's click path: the routes, the clicks table, and the one write it may make."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import packaged_template
+
+
+@pytest.fixture(scope="module")
+def template(packaged: Path) -> dict[str, Any]:
+    return packaged_template(packaged)
+
+
+def test_click_routes_go_to_the_pixel_function(template):
+    routes = {
+        r["Properties"]["RouteKey"]: r["Properties"]["Target"]
+        for r in template["Resources"].values()
+        if r["Type"] == "AWS::ApiGatewayV2::Route"
+    }
+    assert routes["GET /click"] == routes["HEAD /click"] == routes["GET /pixel"]
+
+
+def test_clicks_table_is_apart_with_its_own_key(template):
+    table = template["Resources"]["ClicksTable"]["Properties"]
+    assert table["TableName"] == "mailpixel-test-clicks"
+    assert [k["AttributeName"] for k in table["KeySchema"]] == ["email_id", "click_key"]
+    assert table["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+    env = template["Resources"]["PixelLambdaFunction"]["Properties"]["Environment"]["Variables"]
+    assert env["MAILPIXEL_CLICKS_TABLE"] == "mailpixel-test-clicks"
+
+
+def test_only_the_pixel_and_drain_roles_write_clicks_and_only_with_put_item(template):
+    grants: dict[str, list[Any]] = {}
+    for name, resource in template["Resources"].items():
+        if resource["Type"] != "AWS::IAM::Role":
+            continue
+        for policy in resource["Properties"]["Policies"]:
+            for statement in policy["PolicyDocument"]["Statement"]:
+                if {"Fn::GetAtt": ["ClicksTable", "Arn"]} in statement["Resource"]:
+                    grants.setdefault(name, []).append(statement["Action"])
+    assert grants == {"PixelRole": [["dynamodb:PutItem"]], "DrainRole": [["dynamodb:PutItem"]]}
