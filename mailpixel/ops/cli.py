@@ -203,13 +203,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 0 if result["failed"] == 0 else 1
 
 
-def cmd_url(args: argparse.Namespace) -> int:
-    import html
-    import time
-
-    from mailpixel.pixel.signing import make_url
-
-    settings = Settings.from_env(local_default=True)
+def signing_secret(settings: Settings, unsigned: str) -> str | None:
+    """The secret that signs (the first one), from the environment or its SSM parameter; with
+    none, a warning that says what is `unsigned`."""
     secrets = settings.signing_secrets
     if not secrets and settings.signing_secrets_parameter:
         from mailpixel.secrets import load_signing_secrets
@@ -217,13 +213,24 @@ def cmd_url(args: argparse.Namespace) -> int:
         secrets = load_signing_secrets(settings)
     if not secrets:
         print(
-            "mailpixel: warning: no signing secret (MAILPIXEL_SIGNING_SECRETS): this URL is unsigned "
-            "and only a pixel without signing secrets records it",
+            f"mailpixel: warning: no signing secret (MAILPIXEL_SIGNING_SECRETS): {unsigned} "
+            "and only a mailpixel without signing secrets records them",
             file=sys.stderr,
         )
+    return secrets[0] if secrets else None
+
+
+def cmd_url(args: argparse.Namespace) -> int:
+    import html
+    import time
+
+    from mailpixel.pixel.signing import make_url
+
+    settings = Settings.from_env(local_default=True)
+    secret = signing_secret(settings, "this URL is unsigned")
     base_url = args.base_url or settings.public_base_url or f"http://127.0.0.1:{settings.port}"
     issued = int(time.time()) if args.with_time else None
-    url = make_url(base_url, args.email_id, args.user_id, secrets[0] if secrets else None, t=issued)
+    url = make_url(base_url, args.email_id, args.user_id, secret, t=issued)
     img = (
         f'<img src="{html.escape(url, quote=True)}" width="1" height="1" alt="" '
         'style="display:block;width:1px;height:1px;border:0;" />'
@@ -277,6 +284,8 @@ def _add_target(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from mailpixel.ops.instrument_cli import add_parser as add_instrument_command
+
     parser = argparse.ArgumentParser(prog="mailpixel", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -323,6 +332,8 @@ def build_parser() -> argparse.ArgumentParser:
     url.add_argument("--with-time", action="store_true", help="add t, the issue time, so the URL can expire")
     url.add_argument("--format", choices=("text", "json"), default="text")
     url.set_defaults(func=cmd_url)
+
+    add_instrument_command(commands)
 
     forget = commands.add_parser("forget", help="delete every item about one user or one email (erasure)")
     subject = forget.add_mutually_exclusive_group(required=True)
