@@ -13,7 +13,6 @@ from urllib.parse import quote
 
 import pytest
 from playwright.sync_api import Page, sync_playwright
-from werkzeug.serving import make_server
 
 from mailpixel.config import Settings
 from mailpixel.ops.instrument import Instrumenter
@@ -21,6 +20,7 @@ from mailpixel.ops.local.stack import free_port
 from mailpixel.pixel.app import create_app
 from tests.conftest import all_items
 from tests.e2e.test_dashboard import CHROMIUM, CHROMIUM_ARGS
+from tests.serving import serving
 
 SECRET = "browser-click-secret"
 EMAIL = """<!DOCTYPE html>
@@ -56,13 +56,8 @@ class Destination(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def pixel_server(settings: Settings, table: str) -> Iterator[str]:
-    app = create_app(settings.with_overrides(signing_secrets=(SECRET,)))
-    http = make_server("127.0.0.1", free_port(), app, threaded=True)
-    thread = threading.Thread(target=http.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{http.server_port}"
-    http.shutdown()
-    thread.join(timeout=10)
+    with serving(create_app(settings.with_overrides(signing_secrets=(SECRET,)))) as base:
+        yield base
 
 
 @pytest.fixture
