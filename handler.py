@@ -97,3 +97,15 @@ def _enrich_handler() -> StreamHandler:
 def enrich(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """DynamoDB stream (new open events) → client, machine/proxy verdict, geolocation."""
     return _enrich_handler()(event, context)
+
+
+@cache
+def _click_handler() -> StreamHandler:
+    from mailpixel.enrich.clicks import build_click_handler
+
+    return build_click_handler(settings)
+
+
+def enrich_clicks(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """DynamoDB stream (new clicks) → client, machine_click verdict with evidence, geolocation."""
+    return _click_handler()(event, context)

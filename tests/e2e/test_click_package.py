@@ -33,7 +33,8 @@ def test_clicks_table_is_apart_with_its_own_key(template):
     assert env["MAILPIXEL_CLICKS_TABLE"] == "mailpixel-test-clicks"
 
 
-def test_only_the_pixel_and_drain_roles_write_clicks_and_only_with_put_item(template):
+def test_who_may_write_clicks_and_how(template):
+    """The click path and the drain put clicks; only the clicks' enrichment updates them."""
     grants: dict[str, list[Any]] = {}
     for name, resource in template["Resources"].items():
         if resource["Type"] != "AWS::IAM::Role":
@@ -42,4 +43,22 @@ def test_only_the_pixel_and_drain_roles_write_clicks_and_only_with_put_item(temp
             for statement in policy["PolicyDocument"]["Statement"]:
                 if {"Fn::GetAtt": ["ClicksTable", "Arn"]} in statement["Resource"]:
                     grants.setdefault(name, []).append(statement["Action"])
-    assert grants == {"PixelRole": [["dynamodb:PutItem"]], "DrainRole": [["dynamodb:PutItem"]]}
+    assert grants == {
+        "PixelRole": [["dynamodb:PutItem"]],
+        "DrainRole": [["dynamodb:PutItem"]],
+        "ClickEnrichRole": [["dynamodb:UpdateItem"]],
+    }
+
+
+def test_new_clicks_stream_into_their_enrichment(template):
+    mappings = [
+        r["Properties"]
+        for r in template["Resources"].values()
+        if r["Type"] == "AWS::Lambda::EventSourceMapping"
+        and r["Properties"]["EventSourceArn"] == {"Fn::GetAtt": ["ClicksTable", "StreamArn"]}
+    ]
+    (mapping,) = mappings
+    assert mapping["FunctionName"] == {"Fn::GetAtt": ["EnrichClicksLambdaFunction", "Arn"]}
+    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    handler = template["Resources"]["EnrichClicksLambdaFunction"]["Properties"]["Handler"]
+    assert handler == "handler.enrich_clicks"
