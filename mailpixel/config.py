@@ -107,6 +107,15 @@ class Settings:
     fallback_queue_url: str | None = None
     sqs_endpoint_url: str | None = None
     public_base_url: str | None = None
+    # Webhooks (README "Webhooks"): where to POST and the signing secret; in AWS both live in
+    # one SecureString "URL,SECRET" named by `webhook_parameter`, read by the delivery function.
+    webhook_url: str | None = None
+    webhook_secret: str | None = field(default=None, repr=False)
+    webhook_parameter: str | None = None
+    # The queue enrichment puts webhook events on (in AWS); unset: delivered directly (local).
+    webhook_queue_url: str | None = None
+    # In AWS, webhooks are sent only when deployed with `--param="webhooks=on"`.
+    webhooks: Literal["on", "off"] = "off"
 
     @property
     def is_local(self) -> bool:
@@ -164,4 +173,9 @@ class Settings:
             fallback_queue_url=_optional(env, "MAILPIXEL_FALLBACK_QUEUE_URL"),
             sqs_endpoint_url=_optional(env, "SQS_ENDPOINT_URL"),
             public_base_url=_optional(env, "MAILPIXEL_BASE_URL"),
+            webhook_url=_optional(env, "MAILPIXEL_WEBHOOK_URL"),
+            webhook_secret=_optional(env, "MAILPIXEL_WEBHOOK_SECRET"),
+            webhook_parameter=_optional(env, "MAILPIXEL_WEBHOOK_PARAMETER"),
+            webhook_queue_url=_optional(env, "MAILPIXEL_WEBHOOK_QUEUE_URL"),
+            webhooks=_choice(env, "MAILPIXEL_WEBHOOKS", ("on", "off"), d.webhooks),
         )

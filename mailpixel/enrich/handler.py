@@ -129,6 +129,7 @@ class StreamHandler:
         parse: Callable[[Any], tuple[str, dict[str, Any] | None]] | None = None,
         enrich_item: Callable[[Mapping[str, Any], IpRanges], tuple[dict[str, Any], str | None]] | None = None,
         event_time: Callable[[Mapping[str, Any]], float | None] | None = None,
+        before_write: Callable[[Mapping[str, Any], Mapping[str, Any]], None] | None = None,
     ) -> None:
         self.settings = settings
         self.writer = writer
@@ -139,6 +140,9 @@ class StreamHandler:
         self.parse = parse or parse_record
         self.enrich_item = enrich_item or enrichment_for
         self.event_time = event_time or _opened
+        # Webhooks (enrich/webhooks.py): called with the finished enrichment before the write; if
+        # it raises, the record is retried, so its events go out at least once.
+        self.before_write = before_write
 
     def __call__(self, event: Mapping[str, Any], context: Any = None) -> dict[str, list[dict[str, str]]]:
         records = event.get("Records") if isinstance(event, Mapping) else None
@@ -176,6 +180,8 @@ class StreamHandler:
                 continue
             enrichment = self._finish(entry, geo, unavailable=unavailable)
             try:
+                if self.before_write is not None:
+                    self.before_write(entry.event, enrichment)
                 if self.writer.write(entry.event, enrichment):
                     written += 1
                 else:

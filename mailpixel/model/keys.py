@@ -81,6 +81,11 @@ def opener_sk(user_id: str) -> str:
     return f"{_OPENER}{user_id}"
 
 
+def webhook_open_sk(user_id: str) -> str:
+    """`email#ID / webhook_open#USER`: the first human open of the email by USER was sent."""
+    return f"webhook_open#{user_id}"
+
+
 def geo_key(ip: str) -> Key:
     return meta_key(f"{_GEO}{ip}", GEO_SK)
 

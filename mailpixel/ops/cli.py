@@ -285,6 +285,7 @@ def _add_target(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from mailpixel.ops.instrument_cli import add_parser as add_instrument_command
+    from mailpixel.ops.webhooks_cli import add_parser as add_webhooks_command
 
     parser = argparse.ArgumentParser(prog="mailpixel", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -334,6 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
     url.set_defaults(func=cmd_url)
 
     add_instrument_command(commands)
+    add_webhooks_command(commands)
 
     forget = commands.add_parser("forget", help="delete every item about one user or one email (erasure)")
     subject = forget.add_mutually_exclusive_group(required=True)

@@ -62,3 +62,13 @@ def test_new_clicks_stream_into_their_enrichment(template):
     assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     handler = template["Resources"]["EnrichClicksLambdaFunction"]["Properties"]["Handler"]
     assert handler == "handler.enrich_clicks"
+
+
+def test_webhooks_retry_for_about_a_day_then_dead_letter(template):
+    queue = template["Resources"]["WebhookQueue"]["Properties"]
+    assert queue["RedrivePolicy"]["maxReceiveCount"] == 20  # tests/unit/test_webhooks.py: ~24 h of backoff
+    assert queue["RedrivePolicy"]["deadLetterTargetArn"] == {"Fn::GetAtt": ["WebhookDeadLetterQueue", "Arn"]}
+    function = template["Resources"]["WebhooksLambdaFunction"]["Properties"]
+    assert function["Handler"] == "handler.webhooks"
+    enrich = template["Resources"]["EnrichLambdaFunction"]["Properties"]["Environment"]["Variables"]
+    assert enrich["MAILPIXEL_WEBHOOKS"] == "off"  # off unless deployed with --param="webhooks=on"

@@ -203,10 +203,12 @@ def start_local_enrichment(settings: Settings) -> Pollers:
     fed by one poller per stream (opens, clicks)."""
     from mailpixel.enrich.clicks import build_click_handler
     from mailpixel.enrich.handler import build_handler
+    from mailpixel.enrich.webhooks import webhook_hooks
 
-    pollers = Pollers([StreamPoller(settings, build_handler(settings)).start()])
+    on_open, on_click = webhook_hooks(settings)  # MAILPIXEL_WEBHOOK_URL and _SECRET: direct delivery
+    pollers = Pollers([StreamPoller(settings, build_handler(settings, before_write=on_open)).start()])
     clicks_failures = Path(settings.data_dir) / "enrich" / "click-failures.jsonl"
-    click_handler = build_click_handler(settings)
+    click_handler = build_click_handler(settings, before_write=on_click)
     pollers.append(
         StreamPoller(
             settings, click_handler, table=settings.clicks_table, failure_log=clicks_failures
