@@ -248,7 +248,7 @@ def cmd_forget(args: argparse.Namespace) -> int:
     from mailpixel.ops.erasure import Eraser
 
     settings = _settings(args)
-    eraser = Eraser(dynamodb_client(settings), settings.table, settings.meta_table)
+    eraser = Eraser(dynamodb_client(settings), settings.table, settings.meta_table, settings.clicks_table)
     if args.user_id is not None:
         who, result = {"user_id": args.user_id}, eraser.forget_user(args.user_id)
     else:

@@ -56,3 +56,30 @@ def test_clicks_by_email_by_user_and_summary(settings, ddb, table, capsys):
     lines = out.splitlines()[1:]
     assert [line.split()[4] for line in lines].count("human") == 3
     assert "machine:security_scanner" in out and "head_request" in out
+
+
+def test_forget_erases_clicks_by_user_and_by_email(settings, ddb, table, capsys):
+    from tests.conftest import all_items
+
+    app = create_app(settings.with_overrides(signing_secrets=(NEW,))).test_client()
+    for email, user in [("e1", "u1"), ("e2", "u1"), ("e1", "u2"), ("e3", "u3")]:
+        url = make_click_url("https://px.example.com", email, user, "https://a.example/", NEW)
+        assert app.get(url.removeprefix("https://px.example.com")).status_code == 302
+    ddb.put_item(
+        TableName=settings.meta_table, Item={"pk": {"S": "email#e2"}, "sk": {"S": "webhook_open#u1"}}
+    )
+    env_target = target_args(settings)
+
+    import os
+
+    os.environ["MAILPIXEL_CLICKS_TABLE"] = settings.clicks_table
+    try:
+        assert main(["forget", "--user-id", "u1", "--format", "json", *env_target]) == 0
+        assert json.loads(capsys.readouterr().out)["clicks"] == 2
+        assert sorted(i["user_id"] for i in all_items(ddb, settings.clicks_table)) == ["u2", "u3"]
+        assert all_items(ddb, settings.meta_table) == []  # the webhook marker went with the user
+        assert main(["forget", "--email-id", "e1", "--format", "json", *env_target]) == 0
+        assert json.loads(capsys.readouterr().out)["clicks"] == 1
+        assert [i["user_id"] for i in all_items(ddb, settings.clicks_table)] == ["u3"]
+    finally:
+        del os.environ["MAILPIXEL_CLICKS_TABLE"]

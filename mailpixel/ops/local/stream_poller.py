@@ -143,7 +143,16 @@ class StreamPoller:
                 continue
             if iterator is None:
                 continue
-            response = self.streams.get_records(ShardIterator=iterator, Limit=self.batch_size)
+            try:
+                response = self.streams.get_records(ShardIterator=iterator, Limit=self.batch_size)
+            except self.streams.exceptions.TrimmedDataAccessException:
+                # DynamoDB Local, with more than one table streaming (events and clicks), can
+                # refuse an iterator taken at TRIM_HORIZON while its shard was empty; one taken
+                # again now reads from the oldest record still there, as Lambda's poller would.
+                iterator = self.streams.get_shard_iterator(
+                    StreamArn=self.stream_arn, ShardId=shard_id, ShardIteratorType="TRIM_HORIZON"
+                )["ShardIterator"]
+                response = self.streams.get_records(ShardIterator=iterator, Limit=self.batch_size)
             self._iterators[shard_id] = response.get("NextShardIterator")
             # As the enrich function's filter pattern in serverless.yml: new events only, not the
             # MODIFY records that enrichment's own updates add to the stream.
