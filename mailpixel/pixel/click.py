@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from flask import Flask, Response, request
+from werkzeug.datastructures import Headers
 
 from mailpixel.logs import get_logger
 from mailpixel.model.clicks import build_click_event
@@ -36,6 +37,8 @@ from mailpixel.pixel.signing import (
 from mailpixel.pixel.validation import MAX_USER_AGENT_LENGTH, clean_text, parse_pixel_params, query_params
 
 if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIEnvironment
+
     from mailpixel.pixel.record import Components
 
 log = get_logger("pixel.click")
@@ -149,13 +152,28 @@ def record_click(parts: Components, query: dict[str, list[str]], checked: Checke
     parts.recorder.record(event)
 
 
+class ExactRedirect(Response):
+    """A response whose `Location` goes out as given. Werkzeug rewrites every Location through
+    `iri_to_uri`, which also lower-cases the scheme; an ASCII destination is sent untouched, and
+    only a non-ASCII one (which an HTTP header cannot carry) takes Werkzeug's form (UTF-8
+    percent-escapes, the host in IDNA)."""
+
+    exact_location: str = ""
+
+    def get_wsgi_headers(self, environ: WSGIEnvironment) -> Headers:
+        headers = super().get_wsgi_headers(environ)
+        if self.exact_location.isascii():
+            headers["Location"] = self.exact_location
+        return headers
+
+
 def redirect_to(destination: str) -> Response:
-    """302 to exactly the signed text (Werkzeug only percent-encodes non-ASCII characters, which
-    an HTTP header cannot carry). `no-referrer` keeps the click URL, with its user id and
+    """302 to the signed destination. `no-referrer` keeps the click URL, with its user id and
     signature, from reaching the destination's logs."""
-    response = Response(status=302)
+    response = ExactRedirect(status=302)
     response.headers.update(NO_STORE)
     response.headers["Location"] = destination
+    response.exact_location = destination
     response.headers["Referrer-Policy"] = "no-referrer"
     return response
 
