@@ -36,11 +36,12 @@ def test_every_shipped_file_names_its_source_and_date():
         "mimecast",
         "proofpoint",
         "barracuda",
+        "microsoft_defender",
     }
     for ranges in loaded.sets.values():
-        assert ranges.source.startswith(("http", "ARIN", "RIR", "Mimecast", "Proofpoint", "Barracuda")), (
-            ranges.owner
-        )
+        assert ranges.source.startswith(
+            ("http", "ARIN", "RIR", "Mimecast", "Proofpoint", "Barracuda", "no published list")
+        ), ranges.owner
         assert len(ranges.as_of) == 10 and ranges.networks
         assert ranges.category in {"proxy", "scanner"}
 
@@ -97,7 +98,7 @@ def test_refresh_rewrites_published_lists_and_keeps_manual_ones(tmp_path):
     result = refresh_mod.refresh(tmp_path, fetch=fetch, today="2030-01-02")
     assert result["updated"] == {"apple": 3, "google": 3}
     assert "ConnectionError" in result["failed"]["microsoft"]
-    assert result["kept"] == ["barracuda", "mimecast", "proofpoint", "yahoo"]
+    assert result["kept"] == ["barracuda", "microsoft_defender", "mimecast", "proofpoint", "yahoo"]
     apple = r.parse_range_file((tmp_path / "ranges-apple.txt").read_text())
     assert apple.as_of == "2030-01-02" and apple.source.startswith("ARIN") and apple.category == "proxy"
     assert r.IpRanges([apple]).owner("172.224.226.5") == "apple"
