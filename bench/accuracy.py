@@ -16,7 +16,7 @@ No I/O but reading the corpus: it runs in the unit tests (with floors) and in `m
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ FAMILY_SCORED = frozenset(
 MACHINE_FETCHERS = frozenset({"scanner", "prefetch", "link_preview", "http_library", "headless", "crawler"})
 MAIL_CLIENTS = frozenset({"mail_client_desktop", "mail_client_mobile", "webmail_browser"})
 # (figure, expected key, enrichment getter)
-FIGURES = (
+FIGURES: tuple[tuple[str, str, Callable[[Mapping[str, Any]], Any]], ...] = (
     ("verdict", "machine_open", lambda e: e["machine_open"]),
     ("reason", "machine_reason", lambda e: e["machine_reason"]),
     ("proxy", "proxy", lambda e: e["proxy"]),

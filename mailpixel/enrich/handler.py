@@ -142,14 +142,14 @@ class StreamHandler:
             pending.append(Pending(sequence, item, enrichment, lookup_ip, _opened(item)))
 
         try:
-            geo = self.geolocator.locate(p.lookup_ip for p in pending if _needs_lookup(p))
+            geo = self.geolocator.locate(ip for p in pending if (ip := address_to_look_up(p)))
         except Exception:  # noqa: BLE001 - an unexpected provider failure: retry all of them later
             log.exception("geo_unexpected_error")
             geo = GeoOutcome(failed={p.lookup_ip for p in pending if p.lookup_ip})
 
         written = already = 0
         for entry in pending:
-            unavailable = _needs_lookup(entry) and entry.lookup_ip in geo.failed
+            unavailable = address_to_look_up(entry) in geo.failed
             if unavailable and not self._waited_enough(entry):
                 failures.append(entry.sequence)
                 continue
@@ -209,9 +209,9 @@ class StreamHandler:
             failures.append(sequence)
 
 
-def _needs_lookup(item: Pending) -> bool:
-    """An address to geolocate: there is one, and no proxy has placed the open already."""
-    return bool(item.lookup_ip) and "geo" not in item.enrichment
+def address_to_look_up(item: Pending) -> str | None:
+    """The address to geolocate, unless there is none or a proxy has placed the open already."""
+    return item.lookup_ip if item.lookup_ip and "geo" not in item.enrichment else None
 
 
 def _sequence(record: Any) -> str | None:
