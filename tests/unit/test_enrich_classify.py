@@ -81,7 +81,7 @@ def test_scanner_range_over_ipv6_and_ipv4_mapped():
         classify(ua, "2a01:111:f400:fe00::1", parse_client(ua), ranges).machine_reason == "security_scanner"
     )
     assert (
-        classify(ua, "::ffff:205.139.110.61", parse_client(ua), ranges).machine_reason == "security_scanner"
+        classify(ua, "::ffff:209.222.82.250", parse_client(ua), ranges).machine_reason == "security_scanner"
     )
     assert classify(ua, "not-an-ip", parse_client(ua), ranges) == Verdict(False)
 

@@ -43,7 +43,9 @@ def test_every_shipped_file_names_its_source_and_date():
         assert ranges.source.startswith(
             ("http", "ARIN", "RIR", "Mimecast", "Proofpoint", "Barracuda", "no published list")
         ), ranges.owner
-        assert len(ranges.as_of) == 10 and ranges.networks
+        assert len(ranges.as_of) == 10
+        # Networks only with a source to cite; an owner without one says so and ships none.
+        assert ranges.networks or ranges.source.startswith("no published list"), ranges.owner
         assert ranges.category in {"proxy", "scanner"}
 
 
