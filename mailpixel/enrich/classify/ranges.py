@@ -78,7 +78,9 @@ def parse_range_file(text: str) -> RangeSet:
 
 def parse_place(text: str) -> Place | None:
     """`country,region,city` (CSV, missing fields empty) → a Place; None when all are empty."""
-    row = next(csv.reader([text.strip()]), []) if text.strip() else []
+    text = text.strip()
+    # Plain `a,b,c` (every line Apple writes) splits as is; quoted fields go through csv.
+    row = (next(csv.reader([text]), []) if '"' in text else text.split(",")) if text else []
     country, region, city = ([cell.strip() for cell in row] + ["", "", ""])[:3]
     return (country, region, city) if country or region or city else None
 
