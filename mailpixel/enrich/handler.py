@@ -63,9 +63,10 @@ def enrichment_for(event: Mapping[str, Any], ranges: IpRanges) -> tuple[dict[str
     lookup_ip = event.get("pending_ip") or event.get("ip")
     if lookup_ip is not None and not isinstance(lookup_ip, str):
         raise PoisonRecord("ip is not a string")
-    verdict = classify(user_agent, lookup_ip, parse_client(user_agent), ranges)
+    client = parse_client(user_agent)
+    verdict = classify(user_agent, lookup_ip, client, ranges)
     enrichment: dict[str, Any] = {
-        "client": named_client(parse_client(user_agent), verdict),
+        "client": named_client(client, verdict),
         "machine_open": verdict.machine_open,
         "machine_reason": verdict.machine_reason,
         "proxy": verdict.proxy,
