@@ -1,7 +1,7 @@
 """`python -m bench` (`make bench`): every benchmark, printed as tables and saved as JSON.
 
 `--quick` takes fewer samples (for a smoke run); `--only NAME[,NAME]` runs a subset:
-latency, cold_start, package, enrichment, inline, load.
+latency, cold_start, package, enrichment, inline, load, accuracy, proxy_geo.
 """
 
 from __future__ import annotations
@@ -19,13 +19,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import cold_start, enrichment, inline_design, latency, load, package_size
+from bench import accuracy, cold_start, enrichment, inline_design, latency, load, package_size, proxy_geo
 from bench.stack import ROOT, dynamodb_local
 from bench.stats import table
 from mailpixel.ops.local.stack import DynamoDBLocal
 
 RESULTS = Path(__file__).resolve().parent / "results.json"
-NAMES = ("latency", "cold_start", "package", "enrichment", "inline", "load")
+NAMES = ("latency", "cold_start", "package", "enrichment", "inline", "load", "accuracy", "proxy_geo")
 
 
 def machine() -> dict[str, Any]:
@@ -272,6 +272,9 @@ def report(results: dict[str, Any]) -> str:
             )
             + f"exactly one event per request: {'yes' if check['exactly_one_each'] else 'NO'}\n"
         )
+    for name, section in (("accuracy", accuracy), ("proxy_geo", proxy_geo)):
+        if name in results and "error" not in results[name]:
+            out.append(section.report(results[name]))
     for name, value in results.items():
         if isinstance(value, dict) and "error" in value:
             out.append(f"### {name}: not measured\n\n{value['error']}\n")
@@ -316,6 +319,8 @@ def main(argv: list[str] | None = None) -> int:
             ),
             "inline": on_fresh_dynamodb(lambda db: inline_design.run(db, work, samples=10 if quick else 40)),
             "load": lambda: load.run(requests=300 if quick else 3000, concurrency=32),
+            "accuracy": accuracy.run,
+            "proxy_geo": proxy_geo.run,
         }
         for name in chosen:
             print(f"running {name} ...", file=sys.stderr, flush=True)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from mailpixel.config import Settings
 from mailpixel.ddb.codec import plain_item
-from mailpixel.enrich.classify.machine import classify
+from mailpixel.enrich.classify.machine import classify, named_client
 from mailpixel.enrich.classify.ranges import IpRanges, shipped_ranges
 from mailpixel.enrich.classify.user_agents import parse_client
 from mailpixel.enrich.geo.cache import DynamoCache
@@ -28,6 +28,7 @@ from mailpixel.enrich.geo.providers import (
     MmdbProvider,
     empty_geo,
 )
+from mailpixel.enrich.geo.proxied import proxy_geo
 from mailpixel.enrich.writer import EnrichmentWriter
 from mailpixel.logs import Metrics, get_logger
 from mailpixel.model.events import iso_millis
@@ -54,7 +55,8 @@ class Pending:
 
 
 def enrichment_for(event: Mapping[str, Any], ranges: IpRanges) -> tuple[dict[str, Any], str | None]:
-    """Client and verdict for one event (no I/O); geo and enriched_at are added later."""
+    """Client, verdict and its evidence for one event (no I/O); `geo` too when the open came
+    through a proxy (no lookup then), else geo is looked up later; enriched_at is added last."""
     user_agent = event.get("user_agent")
     if user_agent is not None and not isinstance(user_agent, str):
         raise PoisonRecord("user_agent is not a string")
@@ -63,15 +65,16 @@ def enrichment_for(event: Mapping[str, Any], ranges: IpRanges) -> tuple[dict[str
         raise PoisonRecord("ip is not a string")
     client = parse_client(user_agent)
     verdict = classify(user_agent, lookup_ip, client, ranges)
-    if verdict.machine_reason == "apple_mpp" and client["name"] == "Other":
-        client = {**client, "name": "Apple Mail"}
     enrichment: dict[str, Any] = {
-        "client": client,
+        "client": named_client(client, verdict),
         "machine_open": verdict.machine_open,
         "machine_reason": verdict.machine_reason,
         "proxy": verdict.proxy,
-        "rule": verdict.rule,
+        "evidence": verdict.evidence(),
     }
+    preset = proxy_geo(verdict.proxy, ranges.place(lookup_ip))
+    if preset is not None:
+        enrichment["geo"] = preset
     return enrichment, lookup_ip or None
 
 
@@ -140,14 +143,14 @@ class StreamHandler:
             pending.append(Pending(sequence, item, enrichment, lookup_ip, _opened(item)))
 
         try:
-            geo = self.geolocator.locate(p.lookup_ip for p in pending if p.lookup_ip)
+            geo = self.geolocator.locate(ip for p in pending if (ip := address_to_look_up(p)))
         except Exception:  # noqa: BLE001 - an unexpected provider failure: retry all of them later
             log.exception("geo_unexpected_error")
             geo = GeoOutcome(failed={p.lookup_ip for p in pending if p.lookup_ip})
 
         written = already = 0
         for entry in pending:
-            unavailable = entry.lookup_ip in geo.failed
+            unavailable = address_to_look_up(entry) in geo.failed
             if unavailable and not self._waited_enough(entry):
                 failures.append(entry.sequence)
                 continue
@@ -186,16 +189,15 @@ class StreamHandler:
         return True
 
     def _finish(self, item: Pending, geo: GeoOutcome, *, unavailable: bool = False) -> dict[str, Any]:
-        enrichment = {k: v for k, v in item.enrichment.items() if k != "rule"}
-        if unavailable:
+        enrichment = dict(item.enrichment)
+        if "geo" in enrichment:  # placed by its proxy (geo/proxied.py), nothing looked up
+            location = dict(enrichment["geo"])
+        elif unavailable:
             location = empty_geo(SOURCE_UNAVAILABLE)
         elif item.lookup_ip is None:
             location = empty_geo(SOURCE_NO_IP)
         else:
             location = dict(geo.found.get(item.lookup_ip) or empty_geo(SOURCE_NO_IP))
-        proxy = enrichment.get("proxy")
-        if proxy:
-            location["source"] = f"proxy:{proxy} via {location['source']}"
         enrichment["geo"] = location
         enrichment["enriched_at"] = iso_millis(int(self.clock() * 1000))
         return enrichment
@@ -206,6 +208,11 @@ class StreamHandler:
         log.error("enrich_poison_record", extra={"sequence": sequence, "error": repr(exc)})
         if isinstance(sequence, str) and sequence:
             failures.append(sequence)
+
+
+def address_to_look_up(item: Pending) -> str | None:
+    """The address to geolocate, unless there is none or a proxy has placed the open already."""
+    return item.lookup_ip if item.lookup_ip and "geo" not in item.enrichment else None
 
 
 def _sequence(record: Any) -> str | None:
