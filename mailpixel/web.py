@@ -13,6 +13,19 @@ PLAIN = {"Content-Type": "text/plain; charset=utf-8"}
 METRICS = "mailpixel.metrics"  # app.extensions key of the app's counters
 
 
+def flush_metrics(app: Flask, *, only_if_due: bool = True) -> None:
+    """Write the app's pending per-minute tallies: at the end of each Lambda invocation when a
+    minute has passed (an instance reclaimed while idle would otherwise drop them), and all of
+    them when the local server shuts down."""
+    metrics: Metrics | None = app.extensions.get(METRICS)
+    if metrics is None:
+        return
+    if only_if_due:
+        metrics.flush_if_due()
+    else:
+        metrics.flush()
+
+
 def register_error_pages(app: Flask, metrics: Metrics) -> None:
     app.extensions[METRICS] = metrics
 

@@ -60,12 +60,24 @@ def _store(settings: Settings) -> Any:
     return EventStore(dynamodb_client(settings), settings.table)
 
 
+# A spreadsheet evaluates a cell that starts with one of these as a formula, and every recipient
+# writes their own User-Agent (and a sender's IDs reach here too).
+FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+
+
 def _cell(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, dict | list):
         return json.dumps(value, separators=(",", ":"), sort_keys=True)
     return str(value)
+
+
+def csv_cell(value: Any) -> str:
+    """A cell no spreadsheet runs (OWASP, CSV injection): a leading formula character gets a
+    `'` before it, which spreadsheets read as "this is text" and do not show."""
+    text = _cell(value)
+    return "'" + text if text.startswith(FORMULA_TRIGGERS) else text
 
 
 def write_rows(rows: Iterable[dict[str, Any]], fmt: str, columns: Sequence[str], out: TextIO) -> int:
@@ -78,10 +90,11 @@ def write_rows(rows: Iterable[dict[str, Any]], fmt: str, columns: Sequence[str],
         out.write("\n]\n" if count else "]\n")
         return count
     if fmt == "csv":
-        writer = csv.writer(out)
+        # Every cell quoted, quotes doubled (OWASP): no delimiter or quote in a value opens a cell.
+        writer = csv.writer(out, quoting=csv.QUOTE_ALL)
         writer.writerow(columns)
         for row in rows:
-            writer.writerow([_cell(row.get(c)) for c in columns])
+            writer.writerow([csv_cell(row.get(c)) for c in columns])
             count += 1
         return count
     table = [[_cell(row.get(c)) for c in columns] for row in rows]
@@ -221,8 +234,13 @@ def cmd_url(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     base_url = args.base_url or settings.public_base_url or f"http://127.0.0.1:{settings.port}"
-    issued = int(time.time()) if args.with_time else None
-    url = make_url(base_url, args.email_id, args.user_id, secrets[0] if secrets else None, t=issued)
+    # With a maximum age the pixel refuses a URL without `t`, so it is added whatever the flag.
+    issued = int(time.time()) if args.with_time or settings.signature_max_age_days else None
+    try:
+        url = make_url(base_url, args.email_id, args.user_id, secrets[0] if secrets else None, t=issued)
+    except ValueError as exc:  # an ID the pixel would cut
+        print(f"mailpixel: {exc}", file=sys.stderr)
+        return 2
     img = (
         f'<img src="{html.escape(url, quote=True)}" width="1" height="1" alt="" '
         'style="display:block;width:1px;height:1px;border:0;" />'
@@ -319,7 +337,12 @@ def build_parser() -> argparse.ArgumentParser:
     url.add_argument("--email-id", required=True)
     url.add_argument("--user-id", required=True)
     url.add_argument("--base-url", help="where the pixel answers (default: MAILPIXEL_BASE_URL, local stack)")
-    url.add_argument("--with-time", action="store_true", help="add t, the issue time, so the URL can expire")
+    url.add_argument(
+        "--with-time",
+        action="store_true",
+        help="add t, the issue time, so the URL can expire (always added when "
+        "MAILPIXEL_SIGNATURE_MAX_AGE_DAYS is set)",
+    )
     url.add_argument("--format", choices=("text", "json"), default="text")
     url.set_defaults(func=cmd_url)
 

@@ -86,8 +86,19 @@ def test_signed_url_is_stored_with_signed_true(signed_handler, ddb, table):
 
 
 def test_url_signed_with_the_old_secret_still_records(signed_handler, ddb, table):
-    assert_gif(signed_handler(http_api_event(url_query(make_url("http://h", "e1", "u1", OLD))), None))
+    old = make_url("http://h", "e1", "u1", OLD, t=int(time.time()))
+    assert_gif(signed_handler(http_api_event(url_query(old)), None))
     assert [i["signed"] for i in all_items(ddb, table)] == [True]
+
+
+def test_with_a_maximum_age_an_undated_or_future_url_is_refused(signed_handler, ddb, table):
+    """Issue 11, item 9: without `t`, or with `t` in milliseconds, a URL would never expire."""
+    undated = make_url("http://h", "e1", "u1", NEW)
+    millis = make_url("http://h", "e1", "u1", NEW, t=int(time.time() * 1000))
+    for url in (undated, millis):
+        assert_gif(signed_handler(http_api_event(url_query(url)), None))
+    assert all_items(ddb, table) == []
+    assert handler_metrics().get("pixel_t_missing") == 1 and handler_metrics().get("pixel_t_future") == 1
 
 
 @pytest.mark.parametrize(
@@ -135,7 +146,7 @@ def test_replayed_url_records_one_open_per_request(signed_handler, ddb, table):
     The signature proves who made the URL, not how often it is fetched; the same request
     retried by API Gateway (same request id) still writes once.
     """
-    query = url_query(make_url("http://h", "e1", "u1", NEW))
+    query = url_query(make_url("http://h", "e1", "u1", NEW, t=int(time.time())))
     for request_id in ("req-1", "req-2", "req-2"):
         assert_gif(signed_handler(http_api_event(query, request_id=request_id), None))
     items = all_items(ddb, table)

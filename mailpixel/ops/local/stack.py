@@ -183,9 +183,10 @@ def _serve(settings: Settings, ready: Callable[[str], None], stop: threading.Eve
     from mailpixel.api.app import create_api_app
     from mailpixel.ops.local.wsgi import combined_app
     from mailpixel.pixel.app import create_app
+    from mailpixel.web import flush_metrics
 
-    app = combined_app(create_app(settings), create_api_app(settings))
-    server = make_server("127.0.0.1", settings.port, app, threaded=True)
+    apps = (create_app(settings), create_api_app(settings))
+    server = make_server("127.0.0.1", settings.port, combined_app(*apps), threaded=True)
     thread = threading.Thread(target=server.serve_forever, name="http", daemon=True)
     thread.start()
     ready(f"http://127.0.0.1:{settings.port}")
@@ -194,6 +195,8 @@ def _serve(settings: Settings, ready: Callable[[str], None], stop: threading.Eve
     finally:
         server.shutdown()
         thread.join(timeout=10)
+        for app in apps:  # what was counted since the last minute's line is not dropped
+            flush_metrics(app, only_if_due=False)
 
 
 def run_stack(settings: Settings) -> int:
