@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
     from mailpixel.ddb.store import EventStore
     from mailpixel.enrich.handler import StreamHandler
+    from mailpixel.secrets import SigningKeys
 
 settings = Settings.from_env()
 
@@ -93,11 +94,20 @@ def _durable_store() -> EventStore:
     return EventStore(dynamodb_client(settings), settings.table)
 
 
+@cache
+def _drain_keys() -> SigningKeys:
+    from mailpixel.aws import ssm_client
+    from mailpixel.secrets import SigningKeys
+
+    return SigningKeys(settings, client=lambda: ssm_client(settings))
+
+
 def drain(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """SQS fallback queue → the events table (opens whose first write failed)."""
+    """SQS fallback queue → the events table (opens whose first write failed, and opens
+    quarantined unverified, which are verified first)."""
     from mailpixel.drain.handler import drain_records
 
-    return drain_records(event.get("Records", []), _durable_store())
+    return drain_records(event.get("Records", []), _durable_store(), _drain_keys())
 
 
 @cache

@@ -88,6 +88,11 @@ class OpenEvent:
     # The full address, kept only until enrichment has geolocated it when `ip` is truncated
     # or dropped by the privacy setting.
     pending_ip: str | None = None
+    # The query's parameters as received, kept with an open the pixel could not verify (signing
+    # is configured but its secrets were not loaded yet). Such an open is quarantined in the
+    # fallback, never written to the table as it is: the drain function or `mailpixel replay`
+    # verifies these against the secrets first (`mailpixel.signing.release`).
+    unverified: list[list[str]] | None = None
 
     @property
     def open_key(self) -> str:

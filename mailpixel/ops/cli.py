@@ -194,39 +194,52 @@ def cmd_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def _signing_keys(settings: Settings) -> Any:
+    """The signing secrets for a command a person runs: given, or read from SSM now (a failure
+    is an error to report, not a reason to go on unsigned)."""
+    from mailpixel.secrets import SigningKeys, load_signing_secrets
+
+    if not settings.signing_secrets and settings.signing_secrets_parameter:
+        settings = settings.with_overrides(signing_secrets=load_signing_secrets(settings))
+    return SigningKeys(settings)
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
     from mailpixel.ops.replay import replay_file, replay_log
 
     settings = _settings(args)
     store = _store(settings)
+    keys = _signing_keys(settings)
     if args.queue_url:
         from mailpixel.aws import sqs_client
         from mailpixel.ops.replay import replay_queue
 
-        result = replay_queue(sqs_client(settings), args.queue_url, store)
+        result = replay_queue(sqs_client(settings), args.queue_url, store, keys=keys)
     elif args.log:
-        result = replay_log(store, args.log)
+        result = replay_log(store, args.log, keys)
     else:
         from pathlib import Path
 
         path = Path(args.file) if args.file else Path(settings.data_dir) / "fallback" / "pending.jsonl"
-        result = replay_file(store, path)
+        result = replay_file(store, path, keys)
     print(json.dumps(result))
-    return 0 if result["failed"] == 0 else 1
+    if result["unverified"]:
+        print(
+            "mailpixel: quarantined opens kept: they need the signing secrets to be verified "
+            "(MAILPIXEL_SIGNING_SECRETS or MAILPIXEL_SIGNING_SECRETS_PARAMETER)",
+            file=sys.stderr,
+        )
+    return 0 if result["failed"] == 0 and result["unverified"] == 0 else 1
 
 
 def cmd_url(args: argparse.Namespace) -> int:
     import html
     import time
 
-    from mailpixel.pixel.signing import make_url
+    from mailpixel.signing import make_url
 
     settings = Settings.from_env(local_default=True)
-    secrets = settings.signing_secrets
-    if not secrets and settings.signing_secrets_parameter:
-        from mailpixel.secrets import load_signing_secrets
-
-        secrets = load_signing_secrets(settings)
+    secrets = _signing_keys(settings).current() or ()
     if not secrets:
         print(
             "mailpixel: warning: no signing secret (MAILPIXEL_SIGNING_SECRETS): this URL is unsigned "

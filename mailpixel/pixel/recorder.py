@@ -86,6 +86,13 @@ class OpenRecorder:
         self.metrics.tally(f"open_{outcome}")
         return outcome
 
+    def quarantine(self, event: OpenEvent) -> str:
+        """Keep an unverified open out of the table: the fallback, else the log line. The drain
+        function and `mailpixel replay` verify it once the secrets load, before it is stored."""
+        outcome = self._save_elsewhere(event)
+        self.metrics.tally("open_quarantined")
+        return outcome
+
     def _save_elsewhere(self, event: OpenEvent) -> str:
         if self.fallback is not None:
             try:

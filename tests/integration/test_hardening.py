@@ -83,3 +83,13 @@ def test_cli_reads_ids_with_slashes(store, ddb, settings, capsys):
     assert json.loads(capsys.readouterr().out)["opens"] == 1
     assert cli.main(["forget", "--user-id", "u/1", "--format", "json", *target_args(settings)]) == 0
     assert json.loads(capsys.readouterr().out)["events"] == 1
+
+
+def test_health_in_aws_shows_only_status_and_version(settings, store):
+    """Issue 11, also: /health told anyone the table name and the traffic counters."""
+    from mailpixel.pixel.app import create_app
+
+    aws = create_app(settings.with_overrides(endpoint_url=None), store=store).test_client()
+    assert aws.get("/health").get_json().keys() == {"status", "version"}
+    local = create_app(settings, store=store).test_client()
+    assert {"status", "version", "table", "counters"} <= local.get("/health").get_json().keys()

@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -21,8 +22,8 @@ from mailpixel.config import ConfigError
 from mailpixel.ops import cli
 from mailpixel.ops.local.stack import free_port
 from mailpixel.pixel.app import EXTENSION, create_app
-from mailpixel.pixel.signing import make_url, sign
 from mailpixel.secrets import load_signing_secrets
+from mailpixel.signing import make_url, sign
 from tests.conftest import all_items, http_api_event
 from tests.signed_urls import NEW, OLD, pairs_of, url_query
 
@@ -201,13 +202,18 @@ def test_cli_url_works_against_the_app_unchanged(settings, table, ddb, monkeypat
 class FakeSsm(BaseHTTPRequestHandler):
     parameters: dict[str, str] = {}
     requests: list[dict[str, Any]] = []
+    # Answer ThrottlingException, as SSM does above about 40 GetParameter a second.
+    throttling = False
 
     def do_POST(self) -> None:  # noqa: N802 - the http.server API
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         self.requests.append({"target": self.headers["X-Amz-Target"], **body})
-        if body["Name"] in self.parameters:
+        payload: dict[str, Any]
+        if self.throttling:
+            status, payload = 400, {"__type": "ThrottlingException", "message": "Rate exceeded"}
+        elif body["Name"] in self.parameters:
             status = 200
-            payload: dict[str, Any] = {
+            payload = {
                 "Parameter": {
                     "Name": body["Name"],
                     "Type": "SecureString",
@@ -283,11 +289,15 @@ def test_app_reads_secrets_from_ssm_at_start(settings, table, ddb, ssm_env):
     assert [i["signed"] for i in all_items(ddb, table)] == [True]
 
 
-def test_unreadable_parameter_keeps_the_pixel_answering_unsigned(settings, table, ddb, ssm_env, caplog):
-
+def test_unreadable_parameter_keeps_the_pixel_answering_and_fails_closed(
+    settings, table, ddb, ssm_env, caplog
+):
+    """Answered, never stored as it is: quarantined until the secrets load (issue 11)."""
     with caplog.at_level(logging.ERROR, logger="mailpixel"):
         app = create_app(settings.with_overrides(signing_secrets_parameter="/nope"))
     assert any(r.getMessage() == "signing_secrets_unavailable" for r in caplog.records)
     response = app.test_client().get("/pixel?email_id=e&user_id=u")
     assert response.status_code == 200 and response.mimetype == "image/gif"
-    assert [i["signed"] for i in all_items(ddb, table)] == [False]
+    assert all_items(ddb, table) == []
+    kept = (Path(settings.data_dir) / "fallback" / "pending.jsonl").read_text().splitlines()
+    assert [json.loads(line)["unverified"] for line in kept] == [[["email_id", "e"], ["user_id", "u"]]]

@@ -20,8 +20,8 @@ from mailpixel.model.events import MAX_ID_BYTES, cut_id, id_fits
 from mailpixel.model.keys import geo_key, opener_sk
 from mailpixel.model.query import BadQuery, time_bound
 from mailpixel.ops import cli
-from mailpixel.pixel.signing import make_url, verify
 from mailpixel.pixel.validation import parse_pixel_params
+from mailpixel.signing import make_url, verify
 from tests.signed_urls import NEW, NOW, pairs_of, url_query
 
 ROOT = Path(__file__).resolve().parents[2]

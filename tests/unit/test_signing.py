@@ -8,7 +8,7 @@ import json
 import pytest
 
 from mailpixel.ops import cli
-from mailpixel.pixel.signing import SIG_LENGTH, canonical, make_url, sign, verify
+from mailpixel.signing import SIG_LENGTH, canonical, make_url, sign, verify
 from tests.signed_urls import NEW, NOW, OLD, VECTORS, pairs_of, url_query
 
 

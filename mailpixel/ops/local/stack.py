@@ -227,7 +227,7 @@ def run_stack(settings: Settings) -> int:
 
         def ready(base_url: str) -> None:
             print(f"mailpixel is serving on {base_url}", flush=True)
-            from mailpixel.pixel.signing import make_url
+            from mailpixel.signing import make_url
 
             secret = settings.signing_secrets[0] if settings.signing_secrets else None
             print(f"Pixel URL: {make_url(base_url, email_id='e1', user_id='u1', secret=secret)}", flush=True)
