@@ -93,3 +93,36 @@ def test_health_in_aws_shows_only_status_and_version(settings, store):
     assert aws.get("/health").get_json().keys() == {"status", "version"}
     local = create_app(settings, store=store).test_client()
     assert {"status", "version", "table", "counters"} <= local.get("/health").get_json().keys()
+
+
+def test_an_id_past_the_byte_limit_is_set_aside_without_blocking_or_keeping_the_address(settings, ddb, store):
+    """Issue 11, item 3: 256 four-byte characters (1024 bytes) made every enrichment
+    transaction fail: retried until dropped, holding the shard, keeping `pending_ip`."""
+    from mailpixel.enrich.handler import build_handler
+    from mailpixel.model.events import OpenEvent
+    from tests.conftest import all_items
+    from tests.integration.test_enrich_stream import put_open, stream_batch
+
+    wide = "\U0001f600" * 256
+    poison = OpenEvent(
+        email_id="e1",
+        user_id=wide,
+        opened_at=today(),
+        request_id="wide",
+        expires_at=2_000_000_000,
+        ip="198.51.100.0",
+        pending_ip="198.51.100.77",
+        user_agent="Mozilla/5.0",
+    )
+    assert store.put_event(poison)  # an event from before the byte limit
+    put_open(store, settings, 1)
+    handler = build_handler(settings, ddb=ddb, provider=None)
+    assert handler({"Records": stream_batch(settings, ddb)}, None) == {"batchItemFailures": []}
+    items = {i["request_id"]: i for i in all_items(ddb, settings.table)}
+    assert "pending_ip" not in items["wide"] and items["wide"]["enrich_skipped"] == "id_too_long:user_id"
+    assert "enriched_at" in items["req-1"] and "client" in items["req-1"]
+    assert handler.metrics.snapshot()["enrich_poison_record"] == 1
+    # Only the good open is counted.
+    from mailpixel.api.stats import email_stats
+
+    assert email_stats(ddb, settings.meta_table, "e1")["opens"] == 1
