@@ -322,7 +322,7 @@ def build_handler(
     cache_seconds = min(86_400, settings.retention_seconds)
     geolocator = Geolocator(
         chosen,
-        shared=DynamoCache(ddb, settings.meta_table),
+        shared=DynamoCache(ddb, settings.meta_table, ip_storage=settings.ip_storage),
         metrics=metrics,
         cache_seconds=cache_seconds,
         backoff_sleep_limit_seconds=backoff_sleep_limit_seconds,

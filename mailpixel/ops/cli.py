@@ -267,8 +267,10 @@ def cmd_url(args: argparse.Namespace) -> int:
 
 
 def cmd_forget(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from mailpixel.aws import dynamodb_client
-    from mailpixel.ops.erasure import Eraser
+    from mailpixel.ops.erasure import Eraser, forget_in_files, local_data_files
 
     settings = _settings(args)
     eraser = Eraser(dynamodb_client(settings), settings.table, settings.meta_table)
@@ -276,11 +278,16 @@ def cmd_forget(args: argparse.Namespace) -> int:
         who, result = {"user_id": args.user_id}, eraser.forget_user(args.user_id)
     else:
         who, result = {"email_id": args.email_id}, eraser.forget_email(args.email_id)
+    ((kind, name),) = who.items()
+    # The local stack's files (the fallback, enrichment failures) are reached too.
+    lines = forget_in_files(local_data_files(Path(settings.data_dir)), kind, name) if settings.is_local else 0
     if args.format == "json":
-        print(json.dumps({**who, **result.to_json()}, sort_keys=True))
+        print(json.dumps({**who, **result.to_json(), "local_lines": lines}, sort_keys=True))
     else:
-        ((kind, name),) = who.items()
-        print(f"deleted {result.events} events and {result.meta} derived items of {kind} {name}")
+        print(
+            f"deleted {result.events} events and {result.meta} derived items of {kind} {name}"
+            + (f", and {lines} lines of local files" if lines else "")
+        )
     return 0
 
 

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mailpixel.files import open_private
 from mailpixel.model.events import OpenEvent
 from mailpixel.pixel.recorder import UNSTORED_MESSAGE
 
@@ -66,7 +67,7 @@ def _parse_lines(lines: Iterable[str]) -> tuple[list[OpenEvent], list[str]]:
 
 
 def _append_lines(path: Path, lines: Iterable[str]) -> None:
-    with path.open("a", encoding="utf-8") as fh:
+    with open_private(path) as fh:
         for line in lines:
             fh.write(line + "\n")
         fh.flush()

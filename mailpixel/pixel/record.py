@@ -43,9 +43,9 @@ def record_open(parts: Components) -> None:
         request.headers.get("User-Agent", ""), MAX_USER_AGENT_LENGTH, "user_agent", params.reasons
     )
     if params.reasons:
-        log.info(
-            "pixel_params_repaired", extra={"reasons": params.reasons, "query": request.query_string[:512]}
-        )
+        # Reasons and parameter names only: the values hold the user id and the signature.
+        names = sorted(query)[:16]
+        log.info("pixel_params_repaired", extra={"reasons": params.reasons, "params": names})
         for reason in params.reasons:
             parts.metrics.count("pixel_param_issue", reason=reason)
     if not params.recordable:

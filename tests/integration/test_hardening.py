@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 from urllib.parse import quote
 
 import pytest
@@ -126,3 +127,104 @@ def test_an_id_past_the_byte_limit_is_set_aside_without_blocking_or_keeping_the_
     from mailpixel.api.stats import email_stats
 
     assert email_stats(ddb, settings.meta_table, "e1")["opens"] == 1
+
+
+# Item 5: with MAILPIXEL_IP_STORAGE=truncated|none, no full address and no user id outlives
+# enrichment anywhere; local files are their owner's only.
+
+FULL_IP = "81.2.69.142"
+
+
+def test_private_modes_leave_no_full_address_in_the_tables_or_the_geo_cache(settings, ddb, store, ipinfo):
+    from mailpixel.enrich.geo.providers import IpinfoProvider
+    from mailpixel.enrich.handler import build_handler
+    from tests.conftest import all_items
+    from tests.integration.test_enrich_stream import put_open, stream_batch
+
+    private = settings.with_overrides(ip_storage="truncated")
+    put_open(store, private, 1, ip="81.2.69.0", pending=FULL_IP)
+    handler = build_handler(private, ddb=ddb, provider=IpinfoProvider(ipinfo.url, timeout=1.0))
+    assert handler({"Records": stream_batch(private, ddb)}, None) == {"batchItemFailures": []}
+    everything = all_items(ddb, settings.table) + all_items(ddb, settings.meta_table)
+    assert FULL_IP not in json.dumps(everything, default=str)
+    (cached,) = [i for i in everything if str(i.get("pk", "")).startswith("geo#")]
+    assert cached["pk"] == "geo#81.2.69.0" and "cached_at" not in cached
+    assert int(cached["expires_at"]) % 3600 == 0  # says nothing of when the address was seen
+    (event,) = all_items(ddb, settings.table)
+    assert event["geo"]["country"]  # geolocated all the same
+    # A neighbour in the same network is answered from the cache, without a provider request.
+    requests = ipinfo.requests
+    put_open(store, private, 2, ip="81.2.69.0", pending="81.2.69.7")
+    assert handler({"Records": stream_batch(private, ddb)[1:]}, None) == {"batchItemFailures": []}
+    assert ipinfo.requests == requests
+
+
+class BrokenDisk:
+    def save(self, event):
+        raise OSError("disk full")
+
+
+def test_fallback_log_and_repair_lines_keep_no_full_address_nor_user_id(settings, table, tmp_path):
+    from mailpixel.pixel.app import create_app
+    from tests.app_logs import app_log_to
+
+    private = settings.with_overrides(ip_storage="none", table="no-such-table")
+    file_app = create_app(private).test_client()
+    log_app = create_app(private, fallback=BrokenDisk()).test_client()
+    log_path = tmp_path / "app.log"
+    with app_log_to(log_path):
+        for client in (file_app, log_app):
+            response = client.get(
+                "/pixel?email_id=e1&user_id=secret-user%01&sig=abcdef", environ_base={"REMOTE_ADDR": FULL_IP}
+            )
+            assert response.status_code == 200 and response.mimetype == "image/gif"
+    fallback = Path(settings.data_dir) / "fallback" / "pending.jsonl"
+    kept = fallback.read_text()
+    assert "secret-user" in kept and FULL_IP not in kept  # the open is kept, its full address not
+    log_text = log_path.read_text()
+    assert "open_not_stored" in log_text and "pixel_params_repaired" in log_text
+    assert FULL_IP not in log_text
+    # The open itself (open_not_stored) carries its user id to be replayed; a repair line does not.
+    repaired = [line for line in log_text.splitlines() if "pixel_params_repaired" in line]
+    assert repaired and not [line for line in repaired if "secret-user" in line or "abcdef" in line]
+    # Readable by their owner only, whatever the umask.
+    assert fallback.stat().st_mode & 0o777 == 0o600
+    assert fallback.parent.stat().st_mode & 0o777 == 0o700
+
+
+def test_forget_reaches_the_local_files(settings, table, ddb, capsys, monkeypatch):
+    monkeypatch.setenv("MAILPIXEL_DATA_DIR", settings.data_dir)
+    from mailpixel.files import open_private
+    from mailpixel.ops.erasure import local_data_files
+
+    fallback, _, unreadable, failures = local_data_files(Path(settings.data_dir))
+    with open_private(fallback) as fh:
+        fh.write(json.dumps({"email_id": "e1", "user_id": "gone"}) + "\n")
+        fh.write(json.dumps({"email_id": "e1", "user_id": "stays"}) + "\n")
+    with open_private(unreadable) as fh:
+        fh.write('{"email_id": "e1", "user_id": "gone", cut sho\n')
+    record = {"dynamodb": {"NewImage": {"email_id": {"S": "e2"}, "user_id": {"S": "gone"}}}}
+    with open_private(failures) as fh:
+        fh.write(json.dumps(record) + "\n")
+    assert cli.main(["forget", "--user-id", "gone", "--format", "json", *target_args(settings)]) == 0
+    assert json.loads(capsys.readouterr().out)["local_lines"] == 3
+    assert "gone" not in fallback.read_text() + unreadable.read_text() + failures.read_text()
+    assert "stays" in fallback.read_text()
+
+
+def test_enrichment_failure_file_keeps_no_full_address(settings, ddb, store, ipinfo, tmp_path):
+    from mailpixel.enrich.geo.providers import IpinfoProvider
+    from mailpixel.enrich.handler import build_handler
+    from mailpixel.ops.local.stream_poller import StreamPoller
+    from tests.integration.test_enrich_stream import put_open
+
+    ipinfo.mode = "500"
+    private = settings.with_overrides(ip_storage="truncated")
+    put_open(store, private, 1, ip="81.2.69.0", pending=FULL_IP)
+    handler = build_handler(private, ddb=ddb, provider=IpinfoProvider(ipinfo.url, timeout=1.0))
+    failure_log = tmp_path / "failures.jsonl"
+    poller = StreamPoller(private, handler, ddb=ddb, retry_delay=0, max_attempts=1, failure_log=failure_log)
+    poller.poll_once()
+    text = failure_log.read_text()
+    assert "81.2.69.0" in text and FULL_IP not in text
+    assert failure_log.stat().st_mode & 0o777 == 0o600

@@ -22,6 +22,7 @@ from pathlib import Path
 from types import FrameType
 
 from mailpixel.config import Settings
+from mailpixel.files import private_dir
 from mailpixel.logs import get_logger
 
 log = get_logger("ops.local.stack")
@@ -123,7 +124,7 @@ class DynamoDBLocal:
             )
         java = self.java or find_java()
         jar_dir = dynamodb_local_dir()
-        self.db_path.mkdir(parents=True, exist_ok=True)
+        private_dir(self.db_path)  # its database holds every open: nobody else may read it
         command = [
             java,
             f"-Djava.library.path={jar_dir / 'DynamoDBLocal_lib'}",
@@ -206,7 +207,7 @@ def run_stack(settings: Settings) -> int:
 
     if not port_is_free(settings.port):
         raise LocalStackError(f"port {settings.port} is in use; set PORT to another port")
-    data_dir = Path(settings.data_dir)
+    data_dir = private_dir(Path(settings.data_dir))  # opens, the fallback, failures: owner only
     database = DynamoDBLocal(settings.dynamodb_port, data_dir / "dynamodb")
     stop = threading.Event()
 
