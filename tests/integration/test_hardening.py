@@ -228,3 +228,44 @@ def test_enrichment_failure_file_keeps_no_full_address(settings, ddb, store, ipi
     text = failure_log.read_text()
     assert "81.2.69.0" in text and FULL_IP not in text
     assert failure_log.stat().st_mode & 0o777 == 0o600
+
+
+# Also: counts tallied per minute are not lost with an instance reclaimed while idle.
+
+
+def test_lambda_invocation_ends_with_a_flush_once_the_minute_has_passed(lambda_handler, tmp_path):
+    import sys
+
+    from tests.app_logs import app_log_to
+
+    lambda_handler(http_api_event("email_id=e1&user_id=u1"), None)  # tallies open_stored
+    metrics = sys.modules["handler"].get_app().extensions["mailpixel"].metrics
+    metrics._flushed_at -= 3600  # the minute passed while the instance waited
+    log_path = tmp_path / "app.log"
+    with app_log_to(log_path):
+        lambda_handler(http_api_event(path="/health"), None)  # tallies nothing itself
+    lines = [json.loads(line) for line in log_path.read_text().splitlines()]
+    assert [line.get("open_stored") for line in lines if line["message"] == "metrics"] == [1]
+
+
+def test_local_server_flushes_its_counts_on_shutdown(settings, table, tmp_path):
+    import threading
+    import urllib.request
+
+    from mailpixel.ops.local.stack import _serve, free_port
+    from tests.app_logs import app_log_to
+
+    local = settings.with_overrides(port=free_port())
+    stop, ready = threading.Event(), threading.Event()
+    log_path = tmp_path / "app.log"
+    with app_log_to(log_path):
+        server = threading.Thread(target=_serve, args=(local, lambda url: ready.set(), stop))
+        server.start()
+        assert ready.wait(30)
+        url = f"http://127.0.0.1:{local.port}/pixel?email_id=e1&user_id=u1"
+        with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 - loopback
+            assert response.status == 200
+        stop.set()
+        server.join(30)
+    lines = [json.loads(line) for line in log_path.read_text().splitlines()]
+    assert [line.get("open_stored") for line in lines if line["message"] == "metrics"] == [1]
