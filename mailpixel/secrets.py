@@ -122,7 +122,7 @@ class SigningKeys:
             self._failures += 1
             delay = min(self._max_delay, self._first_delay * 2 ** (self._failures - 1))
             # Jitter spreads the retries of a burst of instances started together.
-            delay *= 0.5 + random.random() / 2
+            delay *= 0.5 + random.random() / 2  # nosec B311 - spreading retries, not a secret
             self._next_attempt = self._clock() + delay
             log.error(
                 UNAVAILABLE,

@@ -90,8 +90,9 @@ def write_rows(rows: Iterable[dict[str, Any]], fmt: str, columns: Sequence[str],
         out.write("\n]\n" if count else "]\n")
         return count
     if fmt == "csv":
-        # Every cell quoted, quotes doubled (OWASP): no delimiter or quote in a value opens a cell.
-        writer = csv.writer(out, quoting=csv.QUOTE_ALL)
+        # RFC 4180 quoting (a cell with a comma, quote or line break is quoted, quotes doubled),
+        # so no delimiter or quote in a value can open a new cell.
+        writer = csv.writer(out)
         writer.writerow(columns)
         for row in rows:
             writer.writerow([csv_cell(row.get(c)) for c in columns])
