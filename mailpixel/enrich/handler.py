@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from mailpixel.config import Settings
 from mailpixel.ddb.codec import plain_item
+from mailpixel.ddb.update import update
 from mailpixel.enrich.classify.machine import classify, named_client
 from mailpixel.enrich.classify.ranges import IpRanges, shipped_ranges
 from mailpixel.enrich.classify.user_agents import parse_client
@@ -29,9 +30,10 @@ from mailpixel.enrich.geo.providers import (
     empty_geo,
 )
 from mailpixel.enrich.geo.proxied import proxy_geo
-from mailpixel.enrich.writer import EnrichmentWriter
+from mailpixel.enrich.writer import CONDITION, EnrichmentWriter
 from mailpixel.logs import Metrics, get_logger
-from mailpixel.model.events import iso_millis
+from mailpixel.model.events import id_fits, iso_millis
+from mailpixel.model.keys import event_key_of
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -76,6 +78,17 @@ def enrichment_for(event: Mapping[str, Any], ranges: IpRanges) -> tuple[dict[str
     if preset is not None:
         enrichment["geo"] = preset
     return enrichment, lookup_ip or None
+
+
+def unwritable(event: Mapping[str, Any]) -> str | None:
+    """Why this event's enrichment can never be written, or None. Its IDs become parts of the
+    aggregates' keys (`model/keys.py`), which only fit within the ID limits; the pixel keeps
+    to them, but an event from an older version or a hand-made replay may not."""
+    for name in ("email_id", "user_id"):
+        value = event.get(name)
+        if isinstance(value, str) and not id_fits(value):
+            return f"id_too_long:{name}"
+    return None
 
 
 def parse_record(record: Any) -> tuple[str, dict[str, Any] | None]:
@@ -134,6 +147,9 @@ class StreamHandler:
                 self._poison(record, exc, failures)
                 continue
             if item is None:
+                continue
+            if (why := unwritable(item)) is not None:
+                self._set_aside(sequence, item, why, failures)
                 continue
             try:
                 enrichment, lookup_ip = enrichment_for(item, self.ranges)
@@ -201,6 +217,27 @@ class StreamHandler:
         enrichment["geo"] = location
         enrichment["enriched_at"] = iso_millis(int(self.clock() * 1000))
         return enrichment
+
+    def _set_aside(self, sequence: str, item: Mapping[str, Any], why: str, failures: list[str]) -> None:
+        """A record no retry can write (its aggregate keys would exceed DynamoDB's limits): mark
+        the event enriched without enrichment, drop its full address, count and report it, and
+        let the shard move on. Nothing personal goes into the log line."""
+        self.metrics.count("enrich_poison_record", reason=why)
+        log.error("enrich_poison_record", extra={"sequence": sequence, "reason": why})
+        args = update(
+            self.settings.table,
+            event_key_of(item),
+            sets={"enriched_at": {"S": iso_millis(int(self.clock() * 1000))}, "enrich_skipped": {"S": why}},
+            removes=("pending_ip",),
+            condition=CONDITION,
+        )
+        try:
+            self.writer.client.update_item(**args)
+        except self.writer.client.exceptions.ConditionalCheckFailedException:
+            pass  # already set aside, or erased
+        except Exception:  # noqa: BLE001 - DynamoDB itself failed: a retry can still do it
+            log.exception("enrich_set_aside_failed", extra={"sequence": sequence})
+            failures.append(sequence)
 
     def _poison(self, record: Any, exc: Exception, failures: list[str]) -> None:
         sequence = _sequence(record)
@@ -292,7 +329,7 @@ def build_handler(
     cache_seconds = min(86_400, settings.retention_seconds)
     geolocator = Geolocator(
         chosen,
-        shared=DynamoCache(ddb, settings.meta_table),
+        shared=DynamoCache(ddb, settings.meta_table, ip_storage=settings.ip_storage),
         metrics=metrics,
         cache_seconds=cache_seconds,
         backoff_sleep_limit_seconds=backoff_sleep_limit_seconds,

@@ -114,9 +114,21 @@ def test_cli_forget_prints_counts_and_zero_the_second_time(seeded, settings, mon
     assert cli.main(["forget", "--user-id", "u1"]) == 0
     assert capsys.readouterr().out == "deleted 4 events and 4 derived items of user_id u1\n"
     assert cli.main(["forget", "--user-id", "u1", "--format", "json"]) == 0
-    assert json.loads(capsys.readouterr().out) == {"user_id": "u1", "events": 0, "meta": 0, "emails": 0}
+    assert json.loads(capsys.readouterr().out) == {
+        "user_id": "u1",
+        "events": 0,
+        "meta": 0,
+        "emails": 0,
+        "local_lines": 0,
+    }
     assert cli.main(["forget", "--email-id", "e1", "--format", "json"]) == 0
-    assert json.loads(capsys.readouterr().out) == {"email_id": "e1", "events": 2, "meta": 3, "emails": 1}
+    assert json.loads(capsys.readouterr().out) == {
+        "email_id": "e1",
+        "events": 2,
+        "meta": 3,
+        "emails": 1,
+        "local_lines": 0,
+    }
 
 
 def test_cli_forget_needs_exactly_one_subject(capsys):

@@ -1,0 +1,173 @@
+"""Signed pixel URLs: nobody without the secret can make a URL that the pixel records.
+
+The algorithm, small enough to write again in any language (the README has Node and PHP):
+
+1. Take every query parameter except `sig`, as decoded text (the values, not how a mail
+   client happened to percent-encode them).
+2. Encode each name and value as UTF-8, then percent-encode every byte outside the RFC 3986
+   unreserved set `A-Z a-z 0-9 - . _ ~` as `%XX` with upper-case hex (a space is `%20`).
+3. Sort the `name=value` pairs by encoded name, then encoded value, and join them with `&`.
+4. HMAC-SHA256 of that ASCII string, keyed with the secret's UTF-8 bytes.
+5. base64url of the 32-byte digest, without `=` padding, cut to its first 22 characters
+   (132 bits). That is `sig`.
+
+Each parameter is covered, so changing, adding or repeating one breaks the signature. `t` is
+the time the URL was issued, in epoch seconds; it is covered like the others and lets the
+pixel refuse URLs older than `MAILPIXEL_SIGNATURE_MAX_AGE_DAYS`. With a maximum age set, `t`
+is required (an undated URL would never expire) and may be at most `MAX_CLOCK_SKEW` seconds in
+the future (a `t` in milliseconds, or far ahead, would never expire either).
+
+This module is on the pixel path: it imports only the standard library's hmac, hashlib,
+base64 and urllib.parse (which Werkzeug has loaded already), and the ID limits of
+`mailpixel.model.events` (which the pixel has loaded already).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
+from datetime import datetime
+from urllib.parse import quote
+
+from mailpixel.model.events import MAX_ID_BYTES, MAX_ID_LENGTH, OpenEvent, id_fits
+
+SIG_PARAM = "sig"
+TIME_PARAM = "t"
+SIG_LENGTH = 22  # base64url characters: 132 bits of the 256-bit HMAC
+UNRESERVED = "-._~"  # with ASCII letters and digits, which `quote` never encodes
+
+OK = "ok"
+SIG_MISSING = "sig_missing"
+SIG_INVALID = "sig_invalid"
+SIG_EXPIRED = "sig_expired"
+T_INVALID = "t_invalid"
+T_MISSING = "t_missing"
+T_FUTURE = "t_future"
+# How far ahead of the pixel's clock a signed `t` may be: senders' clocks drift a little.
+MAX_CLOCK_SKEW = 300
+NO_SECRETS = "no_secrets"
+
+Params = Mapping[str, str] | Iterable[tuple[str, str]]
+
+
+def _pairs(params: Params) -> list[tuple[str, str]]:
+    items = params.items() if isinstance(params, Mapping) else params
+    return [(str(name), str(value)) for name, value in items]
+
+
+def _encode(text: str) -> str:
+    # `errors="surrogatepass"` keeps a lone surrogate from raising; no sender can sign one anyway.
+    return quote(text.encode("utf-8", errors="surrogatepass"), safe=UNRESERVED)
+
+
+def canonical(params: Params) -> str:
+    """The signed string: every parameter but `sig`, RFC 3986-encoded, sorted, joined by `&`."""
+    encoded = sorted((_encode(name), _encode(value)) for name, value in _pairs(params) if name != SIG_PARAM)
+    return "&".join(f"{name}={value}" for name, value in encoded)
+
+
+def sign(params: Params, secret: str) -> str:
+    """The `sig` value for these parameters (any `sig` among them is ignored)."""
+    digest = hmac.new(secret.encode("utf-8"), canonical(params).encode("ascii"), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).decode("ascii").rstrip("=")[:SIG_LENGTH]
+
+
+def make_url(
+    base_url: str,
+    email_id: str,
+    user_id: str,
+    secret: str | None,
+    t: int | None = None,
+) -> str:
+    """A pixel URL for one email and one recipient, signed with `secret`.
+
+    `base_url` is where the service answers (`https://abc.execute-api.us-east-1.amazonaws.com`
+    or `http://127.0.0.1:5000`); `/pixel` is added unless the URL already ends with it. With no
+    secret the URL is unsigned, which only a pixel without signing secrets records. `t`, the
+    issue time in epoch seconds, is included only when given.
+    """
+    for name, value in (("email_id", email_id), ("user_id", user_id)):
+        if not id_fits(value):
+            # The pixel would cut it, and a cut value no longer matches its signature.
+            raise ValueError(
+                f"{name} is longer than {MAX_ID_LENGTH} characters or {MAX_ID_BYTES} bytes of UTF-8"
+            )
+    params: dict[str, str] = {"email_id": email_id, "user_id": user_id}
+    if t is not None:
+        params[TIME_PARAM] = str(int(t))
+    endpoint = base_url.rstrip("/")
+    if not endpoint.endswith("/pixel"):
+        endpoint += "/pixel"
+    query = canonical(params)
+    if secret:
+        query += f"&{SIG_PARAM}={sign(params, secret)}"
+    return f"{endpoint}?{query}"
+
+
+def verify(
+    params: Params,
+    secrets: Sequence[str],
+    *,
+    max_age_seconds: int | None = None,
+    now: float | None = None,
+) -> tuple[bool, str]:
+    """Check `sig` against every secret in constant time; returns (ok, reason).
+
+    Reasons: `ok`, `sig_missing`, `sig_invalid` (no secret matches, or the signature is cut
+    short), `sig_expired` (a signed `t` older than `max_age_seconds`), and, when there is a
+    maximum age to check, `t_missing` (no `t`), `t_invalid` (a `t` that is not whole seconds)
+    and `t_future` (a `t` more than `MAX_CLOCK_SKEW` seconds ahead); `no_secrets`
+    (nothing to verify with: the caller decides whether unsigned URLs are allowed).
+    Every secret is tried even after a match, so timing says nothing about which one matched.
+    """
+    if not secrets:
+        return False, NO_SECRETS
+    pairs = _pairs(params)
+    given = next((value for name, value in pairs if name == SIG_PARAM), "")
+    if not given:
+        return False, SIG_MISSING
+    message = canonical(pairs).encode("ascii")
+    given_bytes = given.encode("utf-8", errors="surrogatepass")
+    matched = False
+    for secret in secrets:
+        digest = hmac.new(secret.encode("utf-8"), message, hashlib.sha256).digest()
+        expected = base64.urlsafe_b64encode(digest).rstrip(b"=")[:SIG_LENGTH]
+        matched |= hmac.compare_digest(expected, given_bytes)
+    if not matched:
+        return False, SIG_INVALID
+    if max_age_seconds:
+        issued = next((value for name, value in pairs if name == TIME_PARAM), None)
+        if issued is None:
+            return False, T_MISSING
+        try:
+            age = (time.time() if now is None else now) - int(issued)
+        except ValueError:
+            return False, T_INVALID
+        if age > max_age_seconds:
+            return False, SIG_EXPIRED
+        if age < -MAX_CLOCK_SKEW:
+            return False, T_FUTURE
+    return True, OK
+
+
+def release(
+    event: OpenEvent, secrets: Sequence[str], *, max_age_seconds: int | None = None
+) -> tuple[OpenEvent | None, str]:
+    """Verify an open that was quarantined unverified; returns (the open to store, reason).
+
+    The open's own arrival time is the clock, so a URL that was valid when it was fetched is
+    still valid when the secrets come back days later. An open that fails is not stored: it
+    would have been refused had the secrets been there. One without `unverified` passes as is.
+    """
+    if event.unverified is None:
+        return event, OK
+    pairs = [(str(pair[0]), str(pair[1])) for pair in event.unverified if len(pair) == 2]
+    opened = datetime.fromisoformat(event.opened_at.replace("Z", "+00:00")).timestamp()
+    ok, why = verify(pairs, secrets, max_age_seconds=max_age_seconds, now=opened)
+    if not ok:
+        return None, why
+    return replace(event, unverified=None, signed=True), OK
