@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
     from mailpixel.ddb.store import EventStore
     from mailpixel.enrich.handler import StreamHandler
+    from mailpixel.secrets import SigningKeys
 
 settings = Settings.from_env()
 
@@ -63,13 +64,26 @@ def pixel(event: dict[str, Any], context: Any) -> dict[str, Any]:
         if response is None:
             raise
         return response
+    finally:
+        _flush_metrics(get_app())
 
 
 def api(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """API Gateway → the query API and dashboard app, via serverless-wsgi."""
     import serverless_wsgi
 
-    return serverless_wsgi.handle_request(get_api_app(), event, context)  # type: ignore[no-any-return]
+    try:
+        return serverless_wsgi.handle_request(get_api_app(), event, context)  # type: ignore[no-any-return]
+    finally:
+        _flush_metrics(get_api_app())
+
+
+def _flush_metrics(app: Flask) -> None:
+    """Counts tallied more than a minute ago are written now, before Lambda may freeze or
+    reclaim the instance; otherwise only a later request would write them."""
+    from mailpixel.web import flush_metrics
+
+    flush_metrics(app)
 
 
 @cache
@@ -80,11 +94,20 @@ def _durable_store() -> EventStore:
     return EventStore(dynamodb_client(settings), settings.table, settings.clicks_table)
 
 
+@cache
+def _drain_keys() -> SigningKeys:
+    from mailpixel.aws import ssm_client
+    from mailpixel.secrets import SigningKeys
+
+    return SigningKeys(settings, client=lambda: ssm_client(settings))
+
+
 def drain(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """SQS fallback queue → the events and clicks tables (events whose first write failed)."""
+    """SQS fallback queue → the events and clicks tables (events whose first write failed, and
+    opens quarantined unverified, which are verified first)."""
     from mailpixel.drain.handler import drain_records
 
-    return drain_records(event.get("Records", []), _durable_store())
+    return drain_records(event.get("Records", []), _durable_store(), _drain_keys())
 
 
 @cache
@@ -97,7 +120,11 @@ def _enrich_handler() -> StreamHandler:
 
 def enrich(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """DynamoDB stream (new open events) → client, machine/proxy verdict, geolocation."""
-    return _enrich_handler()(event, context)
+    handler = _enrich_handler()
+    try:
+        return handler(event, context)
+    finally:
+        handler.metrics.flush_if_due()
 
 
 @cache

@@ -1,7 +1,8 @@
 """`python -m bench` (`make bench`): every benchmark, printed as tables and saved as JSON.
 
 `--quick` takes fewer samples (for a smoke run); `--only NAME[,NAME]` runs a subset:
-latency, cold_start, package, enrichment, inline, load, click_latency, instrument.
+latency, cold_start, package, enrichment, inline, load, accuracy, proxy_geo, click_latency,
+instrument.
 """
 
 from __future__ import annotations
@@ -19,13 +20,33 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import clicks, cold_start, enrichment, inline_design, latency, load, package_size
+from bench import (
+    accuracy,
+    clicks,
+    cold_start,
+    enrichment,
+    inline_design,
+    latency,
+    load,
+    package_size,
+    proxy_geo,
+)
 from bench.stack import ROOT, dynamodb_local
 from bench.stats import table
 from mailpixel.ops.local.stack import DynamoDBLocal
 
 RESULTS = Path(__file__).resolve().parent / "results.json"
-NAMES = ("latency", "cold_start", "package", "enrichment", "inline", "load", *clicks.NAMES)
+NAMES = (
+    "latency",
+    "cold_start",
+    "package",
+    "enrichment",
+    "inline",
+    "load",
+    "accuracy",
+    "proxy_geo",
+    *clicks.NAMES,
+)
 
 
 def machine() -> dict[str, Any]:
@@ -272,6 +293,9 @@ def report(results: dict[str, Any]) -> str:
             )
             + f"exactly one event per request: {'yes' if check['exactly_one_each'] else 'NO'}\n"
         )
+    for name, section in (("accuracy", accuracy), ("proxy_geo", proxy_geo)):
+        if name in results and "error" not in results[name]:
+            out.append(section.report(results[name]))
     out += clicks.report(results)
     for name, value in results.items():
         if isinstance(value, dict) and "error" in value:
@@ -317,6 +341,8 @@ def main(argv: list[str] | None = None) -> int:
             ),
             "inline": on_fresh_dynamodb(lambda db: inline_design.run(db, work, samples=10 if quick else 40)),
             "load": lambda: load.run(requests=300 if quick else 3000, concurrency=32),
+            "accuracy": accuracy.run,
+            "proxy_geo": proxy_geo.run,
             **clicks.steps(on_fresh_dynamodb, work, quick),
         }
         for name in chosen:

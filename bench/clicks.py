@@ -1,11 +1,11 @@
-"""(7) Click latency through the real handler vs one raw PutItem, and (8) instrumenting throughput.
+"""(9) Click latency through the real handler vs one raw PutItem, and (10) instrumenting throughput.
 
-7. As `latency.py` does for the pixel: `/click` with a signed URL through the real
+9. As `latency.py` does for the pixel: `/click` with a signed URL through the real
    `handler.pixel` (HTTP API v2 event: serverless-wsgi, Flask, the signature check, the
    conditional write into the clicks table, the 302), interleaved in random order with one raw
    `PutItem` of a same-shaped click item into the same table with the same kind of client (the
    floor). Same target as the pixel: median ratio <= 1.10.
-8. `mailpixel.ops.instrument.Instrumenter` on a 50-link email for 10,000 recipients: the
+10. `mailpixel.ops.instrument.Instrumenter` on a 50-link email for 10,000 recipients: the
    template is tokenized once, then each recipient's email is rendered (50 signed click URLs and
    a signed pixel). The floor, measured in the same run, is one bare HMAC-SHA256 per URL over the
    same canonical strings: what any signer must at least compute.
@@ -29,7 +29,7 @@ from mailpixel.aws import dynamodb_client
 from mailpixel.model.clicks import build_click_event
 from mailpixel.ops.instrument import Instrumenter
 from mailpixel.ops.local.stack import DynamoDBLocal
-from mailpixel.pixel.signing import canonical, make_click_url
+from mailpixel.signing import canonical, make_click_url
 
 TARGET = 1.10
 NAMES = ("click_latency", "instrument")
@@ -155,7 +155,7 @@ def report(results: dict[str, Any]) -> list[str]:
         rows.append(["ratio", r["median_ratio"], "", r["p99_ratio"], ""])
         out.append(
             table(
-                "7. Click latency: real handler.pixel (/click, signed, 302) vs one raw PutItem into the "
+                "9. Click latency: real handler.pixel (/click, signed, 302) vs one raw PutItem into the "
                 f"clicks table, {r['samples']} each, interleaved",
                 ["", "median ms", "p90 ms", "p99 ms", "mean ms"],
                 rows,
@@ -167,7 +167,7 @@ def report(results: dict[str, Any]) -> list[str]:
     if r and "error" not in r:
         out.append(
             table(
-                f"8. Instrumenting: {r['recipients']} recipients x {r['links_per_email']}-link email",
+                f"10. Instrumenting: {r['recipients']} recipients x {r['links_per_email']}-link email",
                 [
                     "tokenize ms",
                     "render s",

@@ -123,6 +123,10 @@ class Settings:
         return self.endpoint_url is not None
 
     @property
+    def signature_max_age_seconds(self) -> int | None:
+        return self.signature_max_age_days * 86_400 or None
+
+    @property
     def retention_seconds(self) -> int:
         return self.retention_days * 86_400
 

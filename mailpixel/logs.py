@@ -108,7 +108,14 @@ class Metrics:
         with self._lock:
             self._counts[name] += value
             self._pending[name] += value
-            due = time.monotonic() - self._flushed_at >= self._flush_seconds
+        self.flush_if_due()
+
+    def flush_if_due(self) -> None:
+        """Flush when the interval has passed. Called after each tally and at the end of each
+        invocation (`handler.py`), so an instance reclaimed while idle has already written
+        whatever it counted more than a minute ago."""
+        with self._lock:
+            due = bool(self._pending) and time.monotonic() - self._flushed_at >= self._flush_seconds
         if due:
             self.flush()
 

@@ -17,13 +17,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
+from werkzeug.routing import PathConverter
 
 from mailpixel.api import stats
 from mailpixel.api.cursor import decode_cursor, encode_cursor
 from mailpixel.config import Settings
 from mailpixel.ddb.store import EventStore
 from mailpixel.logs import get_logger
-from mailpixel.model.events import MAX_ID_LENGTH
+from mailpixel.model.events import MAX_ID_BYTES, MAX_ID_LENGTH, id_fits
 from mailpixel.model.query import UPPER, BadQuery, named_time_bound
 
 if TYPE_CHECKING:
@@ -102,8 +103,23 @@ def _digest(key: str) -> bytes:
     return hashlib.sha256(key.encode("utf-8", "surrogatepass")).digest()
 
 
+class IdConverter(PathConverter):
+    """An email or user ID as a path segment: any ID the pixel accepts, `/` included.
+
+    Whether a client sends `newsletter/2026-11` or `newsletter%2F2026-11`, the app sees the
+    slash: serverless-wsgi unquotes API Gateway's `rawPath` into PATH_INFO, as Werkzeug's
+    server does locally. So the ID takes every character up to the route's last fixed segment
+    (`/stats`, `/daily`, `/opens`); unlike `path`, it may also start with `/` or hold `//`."""
+
+    regex = ".+?"
+    part_isolating = False  # Werkzeug would infer True from a regex without a `/`
+
+
 def init_api(app: Flask, settings: Settings) -> None:
     app.extensions[EXTENSION] = ApiState(settings)
+    app.url_map.converters["id"] = IdConverter
+    # `a//b` is an ID, not a path to tidy up with a redirect.
+    app.url_map.merge_slashes = False
     app.register_blueprint(bp)
 
 
@@ -175,8 +191,11 @@ def unexpected(error: Exception) -> tuple[Response, int]:
 
 
 def _id(value: str, name: str) -> str:
-    if len(value) > MAX_ID_LENGTH:
-        raise BadQuery(f"{name} is longer than {MAX_ID_LENGTH} characters, so no open can have it")
+    if not id_fits(value):
+        raise BadQuery(
+            f"{name} is longer than {MAX_ID_LENGTH} characters or {MAX_ID_BYTES} bytes of UTF-8, "
+            "so no open can have it"
+        )
     return value
 
 
@@ -236,7 +255,7 @@ def recent() -> Response:
     return jsonify(emails=emails)
 
 
-@bp.get("/emails/<email_id>/stats")
+@bp.get("/emails/<id:email_id>/stats")
 def email_stats(email_id: str) -> Response:
     state = _state()
     return jsonify(stats.email_stats(state.client, state.settings.meta_table, _id(email_id, "email_id")))
@@ -255,7 +274,7 @@ def _daily(email_id: str | None) -> Response:
     )
 
 
-@bp.get("/emails/<email_id>/daily")
+@bp.get("/emails/<id:email_id>/daily")
 def email_daily(email_id: str) -> Response:
     return _daily(_id(email_id, "email_id"))
 
@@ -265,17 +284,17 @@ def all_daily() -> Response:
     return _daily(None)
 
 
-@bp.get("/emails/<email_id>/opens")
+@bp.get("/emails/<id:email_id>/opens")
 def email_opens(email_id: str) -> Response:
     return _opens("email_id", _id(email_id, "email_id"))
 
 
-@bp.get("/users/<user_id>/opens")
+@bp.get("/users/<id:user_id>/opens")
 def user_opens(user_id: str) -> Response:
     return _opens("user_id", _id(user_id, "user_id"))
 
 
-@bp.get("/users/<user_id>/stats")
+@bp.get("/users/<id:user_id>/stats")
 def user_stats(user_id: str) -> Response:
     state = _state()
     return jsonify(stats.user_stats(state.client, state.settings.meta_table, _id(user_id, "user_id")))

@@ -94,7 +94,10 @@ def day_range(
 ) -> tuple[date, date]:
     """Inclusive [first, last] days; `until` defaults to today and `since` to `default_days` before."""
     last = parse_day(until, "until") or (today or datetime.now(UTC).date())
-    first = parse_day(since, "since") or last - timedelta(days=default_days - 1)
+    try:
+        first = parse_day(since, "since") or last - timedelta(days=default_days - 1)
+    except OverflowError:  # `until` within default_days of year 1
+        raise BadQuery(f"until ({last}) leaves no {default_days}-day range before it; give since") from None
     if first > last:
         raise BadQuery(f"since ({first}) is after until ({last})")
     if (last - first).days + 1 > MAX_DAYS:

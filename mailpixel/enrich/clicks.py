@@ -83,5 +83,6 @@ def build_click_handler(settings: Settings, **options: Any) -> StreamHandler:
         parse=partial(parse_record, sort_key=CLICK_KEY),
         enrich_item=click_enrichment,
         event_time=clicked_at,
+        set_aside_unwritable=False,
         **options,
     )

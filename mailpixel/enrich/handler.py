@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from mailpixel.config import Settings
 from mailpixel.ddb.codec import plain_item
-from mailpixel.enrich.classify.machine import classify
+from mailpixel.ddb.update import update
+from mailpixel.enrich.classify.machine import classify, named_client
 from mailpixel.enrich.classify.ranges import IpRanges, shipped_ranges
 from mailpixel.enrich.classify.user_agents import parse_client
 from mailpixel.enrich.geo.cache import DynamoCache
@@ -28,9 +29,11 @@ from mailpixel.enrich.geo.providers import (
     MmdbProvider,
     empty_geo,
 )
-from mailpixel.enrich.writer import EnrichmentWriter
+from mailpixel.enrich.geo.proxied import proxy_geo
+from mailpixel.enrich.writer import CONDITION, EnrichmentWriter
 from mailpixel.logs import Metrics, get_logger
-from mailpixel.model.events import iso_millis
+from mailpixel.model.events import id_fits, iso_millis
+from mailpixel.model.keys import event_key_of
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -65,20 +68,33 @@ def request_of(event: Mapping[str, Any]) -> tuple[str | None, str | None]:
 
 
 def enrichment_for(event: Mapping[str, Any], ranges: IpRanges) -> tuple[dict[str, Any], str | None]:
-    """Client and verdict for one event (no I/O); geo and enriched_at are added later."""
+    """Client, verdict and its evidence for one event (no I/O); `geo` too when the open came
+    through a proxy (no lookup then), else geo is looked up later; enriched_at is added last."""
     user_agent, lookup_ip = request_of(event)
     client = parse_client(user_agent)
     verdict = classify(user_agent, lookup_ip, client, ranges)
-    if verdict.machine_reason == "apple_mpp" and client["name"] == "Other":
-        client = {**client, "name": "Apple Mail"}
     enrichment: dict[str, Any] = {
-        "client": client,
+        "client": named_client(client, verdict),
         "machine_open": verdict.machine_open,
         "machine_reason": verdict.machine_reason,
         "proxy": verdict.proxy,
-        "rule": verdict.rule,
+        "evidence": verdict.evidence(),
     }
+    preset = proxy_geo(verdict.proxy, ranges.place(lookup_ip))
+    if preset is not None:
+        enrichment["geo"] = preset
     return enrichment, lookup_ip or None
+
+
+def unwritable(event: Mapping[str, Any]) -> str | None:
+    """Why this event's enrichment can never be written, or None. Its IDs become parts of the
+    aggregates' keys (`model/keys.py`), which only fit within the ID limits; the pixel keeps
+    to them, but an event from an older version or a hand-made replay may not."""
+    for name in ("email_id", "user_id"):
+        value = event.get(name)
+        if isinstance(value, str) and not id_fits(value):
+            return f"id_too_long:{name}"
+    return None
 
 
 def parse_record(record: Any, sort_key: str = "open_key") -> tuple[str, dict[str, Any] | None]:
@@ -108,6 +124,8 @@ def parse_record(record: Any, sort_key: str = "open_key") -> tuple[str, dict[str
 
 
 class Writer(Protocol):
+    client: DynamoDBClient
+
     def write(self, event: Mapping[str, Any], enrichment: Mapping[str, Any]) -> bool: ...
 
 
@@ -115,7 +133,8 @@ class StreamHandler:
     """Callable as a Lambda handler: `handler(event, context)`.
 
     `parse`, `enrich_item` and `event_time` default to the opens' own; the clicks' stream
-    handler (`mailpixel/enrich/clicks.py`) passes its own and reuses the rest."""
+    handler (`mailpixel/enrich/clicks.py`) passes its own and reuses the rest (clicks have no
+    aggregate keys, so `unwritable` does not apply to them: `set_aside_unwritable=False`)."""
 
     def __init__(
         self,
@@ -130,6 +149,7 @@ class StreamHandler:
         enrich_item: Callable[[Mapping[str, Any], IpRanges], tuple[dict[str, Any], str | None]] | None = None,
         event_time: Callable[[Mapping[str, Any]], float | None] | None = None,
         before_write: Callable[[Mapping[str, Any], Mapping[str, Any]], None] | None = None,
+        set_aside_unwritable: bool = True,
     ) -> None:
         self.settings = settings
         self.writer = writer
@@ -143,6 +163,7 @@ class StreamHandler:
         # Webhooks (enrich/webhooks.py): called with the finished enrichment before the write; if
         # it raises, the record is retried, so its events go out at least once.
         self.before_write = before_write
+        self.set_aside_unwritable = set_aside_unwritable
 
     def __call__(self, event: Mapping[str, Any], context: Any = None) -> dict[str, list[dict[str, str]]]:
         records = event.get("Records") if isinstance(event, Mapping) else None
@@ -156,6 +177,9 @@ class StreamHandler:
                 continue
             if item is None:
                 continue
+            if self.set_aside_unwritable and (why := unwritable(item)) is not None:
+                self._set_aside(sequence, item, why, failures)
+                continue
             try:
                 enrichment, lookup_ip = self.enrich_item(item, self.ranges)
             except Exception as exc:  # noqa: BLE001 - one bad record is reported, the rest go on
@@ -164,14 +188,14 @@ class StreamHandler:
             pending.append(Pending(sequence, item, enrichment, lookup_ip, self.event_time(item)))
 
         try:
-            geo = self.geolocator.locate(p.lookup_ip for p in pending if p.lookup_ip)
+            geo = self.geolocator.locate(ip for p in pending if (ip := address_to_look_up(p)))
         except Exception:  # noqa: BLE001 - an unexpected provider failure: retry all of them later
             log.exception("geo_unexpected_error")
             geo = GeoOutcome(failed={p.lookup_ip for p in pending if p.lookup_ip})
 
         written = already = 0
         for entry in pending:
-            unavailable = entry.lookup_ip in geo.failed
+            unavailable = address_to_look_up(entry) in geo.failed
             if unavailable and not self._waited_enough(entry):
                 failures.append(entry.sequence)
                 continue
@@ -212,19 +236,39 @@ class StreamHandler:
         return True
 
     def _finish(self, item: Pending, geo: GeoOutcome, *, unavailable: bool = False) -> dict[str, Any]:
-        enrichment = {k: v for k, v in item.enrichment.items() if k != "rule"}
-        if unavailable:
+        enrichment = dict(item.enrichment)
+        if "geo" in enrichment:  # placed by its proxy (geo/proxied.py), nothing looked up
+            location = dict(enrichment["geo"])
+        elif unavailable:
             location = empty_geo(SOURCE_UNAVAILABLE)
         elif item.lookup_ip is None:
             location = empty_geo(SOURCE_NO_IP)
         else:
             location = dict(geo.found.get(item.lookup_ip) or empty_geo(SOURCE_NO_IP))
-        proxy = enrichment.get("proxy")
-        if proxy:
-            location["source"] = f"proxy:{proxy} via {location['source']}"
         enrichment["geo"] = location
         enrichment["enriched_at"] = iso_millis(int(self.clock() * 1000))
         return enrichment
+
+    def _set_aside(self, sequence: str, item: Mapping[str, Any], why: str, failures: list[str]) -> None:
+        """A record no retry can write (its aggregate keys would exceed DynamoDB's limits): mark
+        the event enriched without enrichment, drop its full address, count and report it, and
+        let the shard move on. Nothing personal goes into the log line."""
+        self.metrics.count("enrich_poison_record", reason=why)
+        log.error("enrich_poison_record", extra={"sequence": sequence, "reason": why})
+        args = update(
+            self.settings.table,
+            event_key_of(item),
+            sets={"enriched_at": {"S": iso_millis(int(self.clock() * 1000))}, "enrich_skipped": {"S": why}},
+            removes=("pending_ip",),
+            condition=CONDITION,
+        )
+        try:
+            self.writer.client.update_item(**args)
+        except self.writer.client.exceptions.ConditionalCheckFailedException:
+            pass  # already set aside, or erased
+        except Exception:  # noqa: BLE001 - DynamoDB itself failed: a retry can still do it
+            log.exception("enrich_set_aside_failed", extra={"sequence": sequence})
+            failures.append(sequence)
 
     def _poison(self, record: Any, exc: Exception, failures: list[str]) -> None:
         sequence = _sequence(record)
@@ -232,6 +276,11 @@ class StreamHandler:
         log.error("enrich_poison_record", extra={"sequence": sequence, "error": repr(exc)})
         if isinstance(sequence, str) and sequence:
             failures.append(sequence)
+
+
+def address_to_look_up(item: Pending) -> str | None:
+    """The address to geolocate, unless there is none or a proxy has placed the open already."""
+    return item.lookup_ip if item.lookup_ip and "geo" not in item.enrichment else None
 
 
 def _sequence(record: Any) -> str | None:
@@ -314,7 +363,7 @@ def build_handler(
     cache_seconds = min(86_400, settings.retention_seconds)
     geolocator = Geolocator(
         chosen,
-        shared=DynamoCache(ddb, settings.meta_table),
+        shared=DynamoCache(ddb, settings.meta_table, ip_storage=settings.ip_storage),
         metrics=metrics,
         cache_seconds=cache_seconds,
         backoff_sleep_limit_seconds=backoff_sleep_limit_seconds,

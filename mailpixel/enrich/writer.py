@@ -21,7 +21,7 @@ from mailpixel.model.keys import event_key_of
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
-ENRICHED_FIELDS = ("client", "machine_open", "machine_reason", "proxy", "geo", "enriched_at")
+ENRICHED_FIELDS = ("client", "machine_open", "machine_reason", "proxy", "evidence", "geo", "enriched_at")
 CONDITION = "attribute_exists(open_key) AND attribute_not_exists(enriched_at)"
 # Every open of a campaign updates the same aggregate items, so concurrent transactions can be
 # cancelled with TransactionConflict; they are retried with jitter before the record is reported.

@@ -14,8 +14,27 @@ from typing import Any, ClassVar
 
 from mailpixel.model.keys import open_key
 
-# Longest email_id / user_id kept; longer values are cut (and the repair logged).
+# Longest email_id / user_id kept, in characters and in UTF-8 bytes; longer values are cut (and
+# the repair logged). The byte bound is the one DynamoDB enforces: IDs become parts of keys
+# (`opener#USER` is a sort key, at most 1024 bytes; `email#ID` a partition key, at most 2048), so
+# 512 bytes leaves every key format in `keys.py` room to spare. A character limit alone let 256
+# four-byte characters through: 1024 bytes, and an `opener#` key no write could ever hold.
 MAX_ID_LENGTH = 256
+MAX_ID_BYTES = 512
+
+
+def id_fits(value: str) -> bool:
+    """Whether an ID is within both limits, so every key made from it can be written."""
+    return len(value) <= MAX_ID_LENGTH and len(value.encode("utf-8", "surrogatepass")) <= MAX_ID_BYTES
+
+
+def cut_id(value: str) -> str:
+    """The longest prefix of `value` within both limits, cut at a character boundary."""
+    value = value[:MAX_ID_LENGTH]
+    data = value.encode("utf-8", "surrogatepass")
+    if len(data) <= MAX_ID_BYTES:
+        return value
+    return data[:MAX_ID_BYTES].decode("utf-8", "ignore")
 
 
 def iso_millis(epoch_ms: int) -> str:
@@ -69,6 +88,11 @@ class OpenEvent:
     # The full address, kept only until enrichment has geolocated it when `ip` is truncated
     # or dropped by the privacy setting.
     pending_ip: str | None = None
+    # The query's parameters as received, kept with an open the pixel could not verify (signing
+    # is configured but its secrets were not loaded yet). Such an open is quarantined in the
+    # fallback, never written to the table as it is: the drain function or `mailpixel replay`
+    # verifies these against the secrets first (`mailpixel.signing.release`).
+    unverified: list[list[str]] | None = None
 
     kind: ClassVar[str] = "open"  # names its metrics and log lines; a click's is "click"
 

@@ -17,3 +17,13 @@ def parse_ip(ip: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address | 
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         return address.ipv4_mapped
     return address
+
+
+def network_of(ip: str | None) -> str | None:
+    """The address's IPv4 /24 or IPv6 /48 network address, what `truncated` privacy keeps;
+    None when it does not parse."""
+    address = parse_ip(ip)
+    if address is None:
+        return None
+    prefix = 24 if address.version == 4 else 48
+    return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False).network_address)

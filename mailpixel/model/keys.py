@@ -10,7 +10,8 @@ Meta table (MetaTable), `pk` / `sk`:
 - `emails#YYYY-MM-DD / email#ID`: which emails were opened that day (lists recent emails).
 - `user#ID / stats`: a user's opens and first/last open.
 - `email#ID / opener#USER`: the unique-opener marker.
-- `geo#IP / geo`: the shared geolocation cache.
+- `geo#IP / geo`: the shared geolocation cache (with `MAILPIXEL_IP_STORAGE=truncated|none`, IP
+  is the address's /24 or /48 network, never the full address).
 
 Clicks table (ClicksTable): partition `email_id`, sort `click_key` = `<clicked_at>#<request_id>`
 (the same shape as `open_key`), and its own `by_user` index (`user_id`, `click_key`). Clicks

@@ -33,7 +33,10 @@ def time_bound(value: str | None) -> str | None:
         raise BadQuery(f"not an ISO-8601 date or date-time: {value!r}") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return iso_millis(int(moment.timestamp() * 1000))
+    try:
+        return iso_millis(int(moment.timestamp() * 1000))
+    except (OverflowError, ValueError, OSError):  # in UTC it falls before year 1 or after 9999
+        raise BadQuery(f"date-time out of range once converted to UTC: {value!r}") from None
 
 
 def named_time_bound(value: str | None, name: str) -> str | None:

@@ -61,12 +61,24 @@ def _store(settings: Settings) -> Any:
     return EventStore(dynamodb_client(settings), settings.table, settings.clicks_table)
 
 
+# A spreadsheet evaluates a cell that starts with one of these as a formula, and every recipient
+# writes their own User-Agent (and a sender's IDs reach here too).
+FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+
+
 def _cell(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, dict | list):
         return json.dumps(value, separators=(",", ":"), sort_keys=True)
     return str(value)
+
+
+def csv_cell(value: Any) -> str:
+    """A cell no spreadsheet runs (OWASP, CSV injection): a leading formula character gets a
+    `'` before it, which spreadsheets read as "this is text" and do not show."""
+    text = _cell(value)
+    return "'" + text if text.startswith(FORMULA_TRIGGERS) else text
 
 
 def write_rows(rows: Iterable[dict[str, Any]], fmt: str, columns: Sequence[str], out: TextIO) -> int:
@@ -79,10 +91,12 @@ def write_rows(rows: Iterable[dict[str, Any]], fmt: str, columns: Sequence[str],
         out.write("\n]\n" if count else "]\n")
         return count
     if fmt == "csv":
+        # RFC 4180 quoting (a cell with a comma, quote or line break is quoted, quotes doubled),
+        # so no delimiter or quote in a value can open a new cell.
         writer = csv.writer(out)
         writer.writerow(columns)
         for row in rows:
-            writer.writerow([_cell(row.get(c)) for c in columns])
+            writer.writerow([csv_cell(row.get(c)) for c in columns])
             count += 1
         return count
     table = [[_cell(row.get(c)) for c in columns] for row in rows]
@@ -182,35 +196,48 @@ def cmd_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def _signing_keys(settings: Settings) -> Any:
+    """The signing secrets for a command a person runs: given, or read from SSM now (a failure
+    is an error to report, not a reason to go on unsigned)."""
+    from mailpixel.secrets import SigningKeys, load_signing_secrets
+
+    if not settings.signing_secrets and settings.signing_secrets_parameter:
+        settings = settings.with_overrides(signing_secrets=load_signing_secrets(settings))
+    return SigningKeys(settings)
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
     from mailpixel.ops.replay import replay_file, replay_log
 
     settings = _settings(args)
     store = _store(settings)
+    keys = _signing_keys(settings)
     if args.queue_url:
         from mailpixel.aws import sqs_client
         from mailpixel.ops.replay import replay_queue
 
-        result = replay_queue(sqs_client(settings), args.queue_url, store)
+        result = replay_queue(sqs_client(settings), args.queue_url, store, keys=keys)
     elif args.log:
-        result = replay_log(store, args.log)
+        result = replay_log(store, args.log, keys)
     else:
         from pathlib import Path
 
         path = Path(args.file) if args.file else Path(settings.data_dir) / "fallback" / "pending.jsonl"
-        result = replay_file(store, path)
+        result = replay_file(store, path, keys)
     print(json.dumps(result))
-    return 0 if result["failed"] == 0 else 1
+    if result["unverified"]:
+        print(
+            "mailpixel: quarantined opens kept: they need the signing secrets to be verified "
+            "(MAILPIXEL_SIGNING_SECRETS or MAILPIXEL_SIGNING_SECRETS_PARAMETER)",
+            file=sys.stderr,
+        )
+    return 0 if result["failed"] == 0 and result["unverified"] == 0 else 1
 
 
 def signing_secret(settings: Settings, unsigned: str) -> str | None:
     """The secret that signs (the first one), from the environment or its SSM parameter; with
     none, a warning that says what is `unsigned`."""
-    secrets = settings.signing_secrets
-    if not secrets and settings.signing_secrets_parameter:
-        from mailpixel.secrets import load_signing_secrets
-
-        secrets = load_signing_secrets(settings)
+    secrets = _signing_keys(settings).current() or ()
     if not secrets:
         print(
             f"mailpixel: warning: no signing secret (MAILPIXEL_SIGNING_SECRETS): {unsigned} "
@@ -224,13 +251,18 @@ def cmd_url(args: argparse.Namespace) -> int:
     import html
     import time
 
-    from mailpixel.pixel.signing import make_url
+    from mailpixel.signing import make_url
 
     settings = Settings.from_env(local_default=True)
     secret = signing_secret(settings, "this URL is unsigned")
     base_url = args.base_url or settings.public_base_url or f"http://127.0.0.1:{settings.port}"
-    issued = int(time.time()) if args.with_time else None
-    url = make_url(base_url, args.email_id, args.user_id, secret, t=issued)
+    # With a maximum age the pixel refuses a URL without `t`, so it is added whatever the flag.
+    issued = int(time.time()) if args.with_time or settings.signature_max_age_days else None
+    try:
+        url = make_url(base_url, args.email_id, args.user_id, secret, t=issued)
+    except ValueError as exc:  # an ID the pixel would cut
+        print(f"mailpixel: {exc}", file=sys.stderr)
+        return 2
     img = (
         f'<img src="{html.escape(url, quote=True)}" width="1" height="1" alt="" '
         'style="display:block;width:1px;height:1px;border:0;" />'
@@ -244,8 +276,10 @@ def cmd_url(args: argparse.Namespace) -> int:
 
 
 def cmd_forget(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from mailpixel.aws import dynamodb_client
-    from mailpixel.ops.erasure import Eraser
+    from mailpixel.ops.erasure import Eraser, forget_in_files, local_data_files
 
     settings = _settings(args)
     eraser = Eraser(dynamodb_client(settings), settings.table, settings.meta_table, settings.clicks_table)
@@ -253,11 +287,16 @@ def cmd_forget(args: argparse.Namespace) -> int:
         who, result = {"user_id": args.user_id}, eraser.forget_user(args.user_id)
     else:
         who, result = {"email_id": args.email_id}, eraser.forget_email(args.email_id)
+    ((kind, name),) = who.items()
+    # The local stack's files (the fallback, enrichment failures) are reached too.
+    lines = forget_in_files(local_data_files(Path(settings.data_dir)), kind, name) if settings.is_local else 0
     if args.format == "json":
-        print(json.dumps({**who, **result.to_json()}, sort_keys=True))
+        print(json.dumps({**who, **result.to_json(), "local_lines": lines}, sort_keys=True))
     else:
-        ((kind, name),) = who.items()
-        print(f"deleted {result.events} events and {result.meta} derived items of {kind} {name}")
+        print(
+            f"deleted {result.events} events and {result.meta} derived items of {kind} {name}"
+            + (f", and {lines} lines of local files" if lines else "")
+        )
     return 0
 
 
@@ -331,7 +370,12 @@ def build_parser() -> argparse.ArgumentParser:
     url.add_argument("--email-id", required=True)
     url.add_argument("--user-id", required=True)
     url.add_argument("--base-url", help="where the pixel answers (default: MAILPIXEL_BASE_URL, local stack)")
-    url.add_argument("--with-time", action="store_true", help="add t, the issue time, so the URL can expire")
+    url.add_argument(
+        "--with-time",
+        action="store_true",
+        help="add t, the issue time, so the URL can expire (always added when "
+        "MAILPIXEL_SIGNATURE_MAX_AGE_DAYS is set)",
+    )
     url.add_argument("--format", choices=("text", "json"), default="text")
     url.set_defaults(func=cmd_url)
 

@@ -12,18 +12,25 @@ Per-email and per-day counts are anonymous numbers and stay as they are.
 An email's data is its events (the table's partition), its clicks, and every meta item under
 `email#<email_id>` (stats, day counts, opener and webhook markers).
 
+Outside the tables, `forget_in_files` reaches what the local stack keeps on disk: the fallback
+file and its leftovers, and the enrichment failure file (`local_data_files`).
+
 Counts are of items that existed: keys are read back with a consistent read before deletion,
 so a second run reports zero even while the index still shows entries it has not caught up on.
 """
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mailpixel.ddb.batch import batch_get, batch_write
 from mailpixel.ddb.store import EventStore, paged
+from mailpixel.files import open_private
 from mailpixel.logs import get_logger
 from mailpixel.model.keys import (
     CLICK_KEY,
@@ -141,3 +148,51 @@ class Eraser:
         """The keys that name an item now (consistent read), so counts mean something."""
         found = batch_get(self.client, table, keys, consistent=True, attributes=names)
         return [{name: {"S": item[name]["S"]} for name in names} for item in found]
+
+
+def local_data_files(data_dir: Path) -> list[Path]:
+    """Files under `MAILPIXEL_DATA_DIR` that may hold opens outside the tables."""
+    fallback = data_dir / "fallback"
+    return [
+        fallback / "pending.jsonl",
+        fallback / "pending.replaying",
+        fallback / "pending.jsonl.unreadable",
+        data_dir / "enrich" / "failures.jsonl",
+    ]
+
+
+def _mentions(line: str, field: str, value: str) -> bool:
+    """Whether a JSON line (an open, or a stream record with its NewImage) is about `value`;
+    a line that does not parse is judged by the value's JSON text appearing in it."""
+    try:
+        data = json.loads(line)
+    except ValueError:
+        return json.dumps(value)[1:-1] in line
+    if not isinstance(data, dict):
+        return False
+    image = (data.get("dynamodb") or {}).get("NewImage") if isinstance(data.get("dynamodb"), dict) else None
+    if isinstance(image, dict):
+        return bool((image.get(field) or {}).get("S") == value)
+    return data.get(field) == value
+
+
+def forget_in_files(paths: Iterable[Path], field: str, value: str) -> int:
+    """Remove the lines about one user (`field="user_id"`) or email from local JSON-lines files;
+    returns how many went. Each file is rewritten aside and renamed over, so a crash leaves
+    either the old file or the new one."""
+    removed = 0
+    for path in paths:
+        if not path.exists():
+            continue
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+        kept = [line for line in lines if not line.strip() or not _mentions(line, field, value)]
+        if len(kept) == len(lines):
+            continue
+        removed += len(lines) - len(kept)
+        fresh = path.with_name(path.name + ".forget")
+        with open_private(fresh, "w") as fh:
+            fh.writelines(line + "\n" for line in kept)
+        os.replace(fresh, path)
+    if removed:
+        log.info("forgot_local_lines", extra={"lines": removed})
+    return removed

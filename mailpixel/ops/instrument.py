@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from html.parser import HTMLParser
 
 from mailpixel.pixel.click import destination_problem
-from mailpixel.pixel.signing import ClickSigner, make_url
+from mailpixel.signing import ClickSigner, make_url
 
 LINK_TAGS = ("a", "area")
 OPT_OUT_ATTRIBUTE = "data-mailpixel"

@@ -19,8 +19,10 @@ from mailpixel.enrich.classify.ranges import (
     DATA_DIR,
     PREFIX,
     Network,
+    Place,
     RangeSet,
     format_range_file,
+    parse_place,
     parse_range_file,
     shipped_ranges,
 )
@@ -38,15 +40,34 @@ def _collapse(networks: Iterable[Network]) -> tuple[Network, ...]:
     return (*ipaddress.collapse_addresses(v4), *ipaddress.collapse_addresses(v6))
 
 
-def parse_apple_egress(text: str) -> tuple[Network, ...]:
-    """iCloud Private Relay egress CSV: `prefix,country,region,city,` a line; plus Apple's own /8."""
-    networks: list[Network] = [APPLE_OWN]
+Located = tuple[tuple[Network, ...], dict[Network, Place]]
+
+
+def parse_apple_egress_located(text: str) -> Located:
+    """iCloud Private Relay egress CSV (RFC 8805 geofeed layout: `prefix,country,region,city,`
+    a line), plus Apple's own /8; with the place Apple publishes for each prefix.
+
+    Prefixes are merged only with neighbours of the same place, so every place survives.
+    """
+    by_place: dict[Place | None, list[Network]] = {None: [APPLE_OWN]}
     for row in csv.reader(io.StringIO(text)):
         if row and row[0].strip() and not row[0].startswith("#"):
-            networks.append(ipaddress.ip_network(row[0].strip(), strict=False))
-    if len(networks) == 1:
+            network = ipaddress.ip_network(row[0].strip(), strict=False)
+            by_place.setdefault(parse_place(",".join(row[1:4])), []).append(network)
+    if sum(len(group) for group in by_place.values()) == 1:
         raise ValueError("Apple egress list holds no prefixes")
-    return _collapse(networks)
+    networks: list[Network] = []
+    places: dict[Network, Place] = {}
+    for place, group in by_place.items():
+        for network in _collapse(group):
+            networks.append(network)
+            if place is not None:
+                places[network] = place
+    return tuple(networks), places
+
+
+def parse_apple_egress(text: str) -> tuple[Network, ...]:
+    return parse_apple_egress_located(text)[0]
 
 
 def _google_prefixes(text: str) -> list[Network]:
@@ -111,17 +132,21 @@ def _http_get(url: str) -> str:
     return response.text
 
 
+def _unlocated(parse: Callable[..., tuple[Network, ...]]) -> Callable[..., Located]:
+    return lambda *texts: (parse(*texts), {})
+
+
 @dataclass(frozen=True)
 class Source:
     owner: str
     urls: Sequence[str]
-    parse: Callable[..., tuple[Network, ...]]
+    parse: Callable[..., Located]  # the networks, and the place published for some of them
 
 
 SOURCES = (
-    Source("apple", (APPLE_EGRESS_URL,), parse_apple_egress),
-    Source("google", (GOOGLE_URL, GOOGLE_CLOUD_URL), parse_google),
-    Source("microsoft", (MICROSOFT_URL,), parse_microsoft),
+    Source("apple", (APPLE_EGRESS_URL,), parse_apple_egress_located),
+    Source("google", (GOOGLE_URL, GOOGLE_CLOUD_URL), _unlocated(parse_google)),
+    Source("microsoft", (MICROSOFT_URL,), _unlocated(parse_microsoft)),
 )
 
 
@@ -139,7 +164,7 @@ def refresh(
         try:
             old = parse_range_file(path.read_text(encoding="utf-8"))
             urls = [u.format(uuid=uuid.uuid4()) for u in source.urls]
-            networks = source.parse(*(fetch(u) for u in urls))
+            networks, places = source.parse(*(fetch(u) for u in urls))
         except Exception as exc:  # noqa: BLE001 - one bad source must not stop the others
             result["failed"][source.owner] = f"{type(exc).__name__}: {exc}"
             continue
@@ -147,7 +172,7 @@ def refresh(
         header["as_of"] = [today]
         header["note"] = [f"refreshed by `mailpixel ranges refresh` from {', '.join(source.urls)}"]
         path.write_text(
-            format_range_file(RangeSet(old.owner, old.category, networks, header)), encoding="utf-8"
+            format_range_file(RangeSet(old.owner, old.category, networks, header, places)), encoding="utf-8"
         )
         result["updated"][source.owner] = len(networks)
     refreshed = {s.owner for s in SOURCES}

@@ -8,6 +8,7 @@ table or fallback). The query API and dashboard are another function with anothe
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from flask import Flask, Response, jsonify, request
 
@@ -20,6 +21,9 @@ from mailpixel.pixel.gif import gif_response
 from mailpixel.pixel.record import Components, record_open
 from mailpixel.pixel.recorder import Fallback, FileFallback, OpenRecorder, SqsFallback
 from mailpixel.web import register_error_pages
+
+if TYPE_CHECKING:
+    from mailpixel.secrets import SigningKeys
 
 log = get_logger("pixel.app")
 EXTENSION = "mailpixel"
@@ -35,26 +39,26 @@ def default_fallback(settings: Settings) -> Fallback | None:
     return None
 
 
-def _load_signing_secrets(settings: Settings) -> Settings:
-    if settings.signing_secrets_parameter and not settings.signing_secrets:
-        from mailpixel.secrets import load_signing_secrets
+def _signing_keys(settings: Settings, metrics: Metrics) -> SigningKeys:
+    """The secrets, read from SSM now when a parameter is configured. A failure does not stop
+    the pixel (a pixel that refused to start would break every image in every sent email) and
+    does not open it either: until the secrets load, opens are quarantined unverified."""
+    from mailpixel.secrets import SigningKeys
 
-        try:
-            settings = settings.with_overrides(signing_secrets=load_signing_secrets(settings))
-        except Exception as exc:  # noqa: BLE001 - the pixel must keep answering; see below
-            # A pixel that refused to start would break every image in every sent email. It goes
-            # on unsigned instead: each open is kept with signed=false, so forged ones can be told
-            # apart, and this error says the parameter needs fixing.
-            log.error(
-                "signing_secrets_unavailable",
-                extra={"parameter": settings.signing_secrets_parameter, "error": repr(exc)},
-            )
-    if not settings.signing_secrets:
+    def client() -> Any:
+        from mailpixel.aws import ssm_client
+
+        return ssm_client(settings)
+
+    keys = SigningKeys(settings, metrics=metrics, client=client)
+    if keys.configured:
+        keys.current()
+    else:
         log.warning(
             "signing_disabled",
             extra={"detail": "no MAILPIXEL_SIGNING_SECRETS: unsigned pixel URLs are recorded (signed=false)"},
         )
-    return settings
+    return keys
 
 
 def create_app(
@@ -67,17 +71,17 @@ def create_app(
     """Build the pixel app. Tests pass their own store (pointed at DynamoDB Local) and fallback."""
     settings = settings or Settings.from_env()
     configure(settings.log_level)
-    settings = _load_signing_secrets(settings)
+    metrics = metrics or Metrics()
+    keys = _signing_keys(settings, metrics)
     if store is None:
         from mailpixel.aws import dynamodb_client
 
         store = EventStore(dynamodb_client(settings, fast=True), settings.table, settings.clicks_table)
-    metrics = metrics or Metrics()
     recorder = OpenRecorder(store, fallback if fallback is not None else default_fallback(settings), metrics)
 
     # No implicit /static route: nothing here serves files.
     app = Flask(__name__, static_folder=None)
-    app.extensions[EXTENSION] = Components(settings, store, recorder, metrics)
+    app.extensions[EXTENSION] = Components(settings, store, recorder, metrics, keys)
 
     @app.route("/pixel", methods=["GET", "HEAD"])
     def pixel() -> Response:
@@ -93,6 +97,10 @@ def create_app(
 
     @app.get("/health")
     def health() -> Response:
+        if not settings.is_local:
+            # Public in AWS: the table's name and the traffic counters are nobody's business
+            # (CloudWatch has the counters); a load balancer or a person needs only this much.
+            return jsonify(status="ok", version=__version__)
         return jsonify(status="ok", version=__version__, table=settings.table, counters=metrics.snapshot())
 
     register_click_route(app, app.extensions[EXTENSION])

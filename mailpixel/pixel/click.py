@@ -24,7 +24,8 @@ from mailpixel.logs import get_logger
 from mailpixel.model.clicks import build_click_event
 from mailpixel.pixel.privacy import stored_ip
 from mailpixel.pixel.record import request_facts
-from mailpixel.pixel.signing import (
+from mailpixel.pixel.validation import MAX_USER_AGENT_LENGTH, clean_text, parse_pixel_params, query_params
+from mailpixel.signing import (
     CLICK_PATH,
     EMAIL_SCOPE,
     OK,
@@ -34,7 +35,6 @@ from mailpixel.pixel.signing import (
     USER_PARAM,
     verify,
 )
-from mailpixel.pixel.validation import MAX_USER_AGENT_LENGTH, clean_text, parse_pixel_params, query_params
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIEnvironment
@@ -102,7 +102,11 @@ def check_click(parts: Components, query: dict[str, list[str]]) -> CheckedClick 
     scope = scopes[0] if scopes else None
     if scope not in (None, EMAIL_SCOPE):
         return "scope_invalid"
-    secrets = parts.settings.signing_secrets
+    secrets = parts.keys.current()
+    if secrets is None:
+        # Signing is configured but its secrets are not loaded (SSM failing): the destination
+        # cannot be verified, and an unverified redirect would be an open one.
+        return "secrets_unavailable"
     record = True
     if secrets:
         pairs = [
@@ -111,8 +115,7 @@ def check_click(parts: Components, query: dict[str, list[str]]) -> CheckedClick 
             for value in values
             if not (scope == EMAIL_SCOPE and name == USER_PARAM)
         ]
-        max_age = parts.settings.signature_max_age_days * 86_400 or None
-        ok, why = verify(pairs, secrets, max_age_seconds=max_age)
+        ok, why = verify(pairs, secrets, max_age_seconds=parts.settings.signature_max_age_seconds)
         if not ok and why != SIG_EXPIRED:
             return why
         # An expired signature is still the sender's: follow the link, but record nothing,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import ipaddress
+from mailpixel.model.ip import network_of
 
 
 def stored_ip(ip: str, mode: str) -> str | None:
@@ -14,9 +14,4 @@ def stored_ip(ip: str, mode: str) -> str | None:
         return None
     if mode == "full":
         return ip
-    try:
-        address = ipaddress.ip_address(ip)
-    except ValueError:
-        return None
-    prefix = 24 if address.version == 4 else 48
-    return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False).network_address)
+    return network_of(ip)

@@ -4,7 +4,7 @@ counted."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from flask import request
@@ -13,12 +13,13 @@ from mailpixel.config import Settings
 from mailpixel.logs import Metrics, get_logger
 from mailpixel.model.events import RequestFacts, build_open_event
 from mailpixel.pixel.privacy import stored_ip
-from mailpixel.pixel.signing import verify
 from mailpixel.pixel.validation import MAX_USER_AGENT_LENGTH, clean_text, parse_pixel_params, query_params
+from mailpixel.signing import verify
 
 if TYPE_CHECKING:
     from mailpixel.ddb.store import EventStore
     from mailpixel.pixel.recorder import OpenRecorder
+    from mailpixel.secrets import SigningKeys
 
 log = get_logger("pixel.record")
 
@@ -31,6 +32,7 @@ class Components:
     store: EventStore
     recorder: OpenRecorder
     metrics: Metrics
+    keys: SigningKeys
 
 
 def request_facts(user_agent: str) -> RequestFacts:
@@ -48,19 +50,18 @@ def record_open(parts: Components) -> None:
         request.headers.get("User-Agent", ""), MAX_USER_AGENT_LENGTH, "user_agent", params.reasons
     )
     if params.reasons:
-        log.info(
-            "pixel_params_repaired", extra={"reasons": params.reasons, "query": request.query_string[:512]}
-        )
+        # Reasons and parameter names only: the values hold the user id and the signature.
+        names = sorted(query)[:16]
+        log.info("pixel_params_repaired", extra={"reasons": params.reasons, "params": names})
         for reason in params.reasons:
             parts.metrics.count("pixel_param_issue", reason=reason)
     if not params.recordable:
         parts.metrics.count("pixel_not_recorded", reason="missing:email_id")
         return
-    secrets = parts.settings.signing_secrets
+    pairs = [(name, value) for name, values in query.items() for value in values]
+    secrets = parts.keys.current()
     if secrets:
-        pairs = [(name, value) for name, values in query.items() for value in values]
-        max_age = parts.settings.signature_max_age_days * 86_400 or None
-        ok, why = verify(pairs, secrets, max_age_seconds=max_age)
+        ok, why = verify(pairs, secrets, max_age_seconds=parts.settings.signature_max_age_seconds)
         if not ok:
             log.warning("pixel_signature_rejected", extra={"reason": why, "email_id": params.email_id})
             parts.metrics.count(f"pixel_{why}", reason=why)
@@ -74,4 +75,9 @@ def record_open(parts: Components) -> None:
         stored_ip=stored_ip(facts.ip, parts.settings.ip_storage),
         signed=bool(secrets),
     )
+    if secrets is None:
+        # Signing is configured but its secrets are not loaded: neither verified nor refusable.
+        # Kept aside with what verifies it later, never in the table that is counted.
+        parts.recorder.quarantine(replace(event, signed=None, unverified=[list(pair) for pair in pairs]))
+        return
     parts.recorder.record(event)

@@ -14,9 +14,11 @@ import json
 import os
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+from mailpixel.files import open_private
 from mailpixel.logs import Metrics, get_logger
 from mailpixel.model.clicks import ClickEvent
 from mailpixel.model.events import OpenEvent
@@ -45,12 +47,10 @@ class FileFallback:
 
     def save(self, event: Event) -> None:
         line = json.dumps(event.to_json(), separators=(",", ":")) + "\n"
-        with self._lock:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self.path.open("a", encoding="utf-8") as fh:
-                fh.write(line)
-                fh.flush()
-                os.fsync(fh.fileno())
+        with self._lock, open_private(self.path) as fh:
+            fh.write(line)
+            fh.flush()
+            os.fsync(fh.fileno())
 
 
 class SqsFallback:
@@ -91,7 +91,18 @@ class OpenRecorder:
         self.metrics.tally(f"{event.kind}_{outcome}")
         return outcome
 
+    def quarantine(self, event: OpenEvent) -> str:
+        """Keep an unverified open out of the table: the fallback, else the log line. The drain
+        function and `mailpixel replay` verify it once the secrets load, before it is stored."""
+        outcome = self._save_elsewhere(event)
+        self.metrics.tally("open_quarantined")
+        return outcome
+
     def _save_elsewhere(self, event: Event) -> str:
+        # The full address awaiting geolocation (kept only when MAILPIXEL_IP_STORAGE is truncated
+        # or none) does not leave the table's own lifecycle: the fallback and the log keep no
+        # copy of it; such an open is geolocated by its stored network instead.
+        event = replace(event, pending_ip=None)
         if self.fallback is not None:
             try:
                 self.fallback.save(event)

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs
 
-from mailpixel.model.events import MAX_ID_LENGTH
+from mailpixel.model.events import MAX_ID_LENGTH, cut_id, id_fits
 
 MAX_USER_AGENT_LENGTH = 512
 PIXEL_PARAMS = ("email_id", "user_id", "t", "sig")
@@ -68,7 +68,11 @@ def parse_pixel_params(get_all: Mapping[str, Sequence[str]]) -> PixelParams:
         if len(values) > 1:
             params.reasons.append(f"repeated:{name}")
         raw = values[0] if values else ""
-        setattr(params, name, clean_text(raw, MAX_ID_LENGTH, name, params.reasons))
+        value = clean_text(raw, MAX_ID_LENGTH, name, params.reasons)
+        if not id_fits(value):  # within the characters, past the bytes a key can hold
+            params.reasons.append(f"truncated:{name}")
+            value = cut_id(value)
+        setattr(params, name, value)
     if not params.email_id:
         params.reasons.append("missing:email_id")
     return params

@@ -3,6 +3,7 @@ DynamoDB Local behind it, as `make run` serves it. The numbers on the page must 
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -54,12 +55,15 @@ def page(server) -> Iterator[Page]:
         problems: list[str] = []
         outside: list[str] = []
         page.on("pageerror", lambda error: problems.append(str(error)))
-        # The one wrong key the test types is refused: that 401 is expected, nothing else is.
-        expected = "status of 401"
+        # The one wrong key the test types is refused, and one test injects a 503: those are
+        # expected, nothing else is.
+        expected = ("status of 401", "status of 503")
         page.on(
             "console",
             lambda msg: (
-                problems.append(msg.text) if msg.type == "error" and expected not in msg.text else None
+                problems.append(msg.text)
+                if msg.type == "error" and not any(e in msg.text for e in expected)
+                else None
             ),
         )
         page.on("request", lambda req: None if req.url.startswith(server) else outside.append(req.url))
@@ -176,3 +180,42 @@ def test_hostile_ids_are_shown_as_text_never_run(page: Page, server: str, store,
     assert page.title() != "pwned"
     assert page.locator("#latest tbody tr td:nth-child(3)").inner_text() == hostile
     assert page.locator("#latest img").count() == 0
+
+
+def test_an_id_with_a_slash_and_a_failing_panel_do_not_blank_the_page(
+    page: Page, server: str, store, ddb, settings
+):
+    """Issue 11, item 2: one email named like the README's `newsletter/2026-11` among the recent
+    ones blanked the overview (its 404 failed every fetch); one failing panel must not either."""
+    from tests.integration.test_aggregates import enrich_one, one_event
+
+    slashed = "newsletter/2026-11"
+    opened_at = make_events(1, days=1)[0].opened_at
+    enrich_one(store, ddb, settings, one_event("s1", opened_at, email_id=slashed), machine_open=False)
+    page.goto(server + "/dashboard")
+    page.fill("#key", KEY)
+    page.click("#login-form button")
+    loaded = wait_loaded(page)
+    assert metric(page, "opens") == 141
+    assert page.locator(f'#recent tbody tr[data-email-id="{slashed}"]').count() == 1
+    assert page.get_attribute("body", "data-failures") == "0"
+
+    page.click(f'#recent tbody tr[data-email-id="{slashed}"]')
+    loaded = wait_loaded(page, loaded, title=slashed)
+    assert metric(page, "opens") == 1 and metric(page, "human_opens") == 1
+    assert page.locator("#latest tbody tr").count() == 1
+
+    # The opens panel fails (an injected outage): the figures and the chart are still drawn.
+    page.route(
+        "**/opens?*",
+        lambda route: route.fulfill(
+            status=503,
+            content_type="application/json",
+            body=json.dumps({"error": "unavailable", "message": "injected outage"}),
+        ),
+    )
+    page.click("#refresh")
+    wait_loaded(page, loaded, title=slashed)
+    assert metric(page, "opens") == 1
+    assert page.get_attribute("body", "data-failures") == "1"
+    assert "injected outage" in page.inner_text("#status")

@@ -104,6 +104,11 @@ def test_run_serves_stores_stops_cleanly_and_keeps_data(tmp_path):
         assert {"client", "machine_open", "geo", "enriched_at"} <= set(row), row
         assert row["geo"]["source"] == "reserved"  # loopback is never sent to a provider
         assert "Enriching new opens" in "".join(stack.output)
+        # Issue 11: DynamoDB Local cannot be bound to loopback, and the banner says so; the data
+        # directory is its owner's only.
+        warning = next(line for line in stack.output if line.startswith("WARNING: DynamoDB Local"))
+        assert "EVERY network interface" in warning and str(stack.db_port) in warning
+        assert (tmp_path / "data").stat().st_mode & 0o777 == 0o700
     finally:
         assert stack.stop() == 0
     assert processes_mentioning(str(tmp_path / "data")) == [], "a process of the first run is still alive"

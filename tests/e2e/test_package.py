@@ -104,3 +104,50 @@ def test_fallback_queue_feeds_the_drain_function(template):
     assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     pixel_env = resources["PixelLambdaFunction"]["Properties"]["Environment"]["Variables"]
     assert pixel_env["MAILPIXEL_FALLBACK_QUEUE_URL"] == {"Ref": "FallbackQueue"}
+
+
+def _role_statements(template: dict[str, Any], role: str) -> list[dict[str, Any]]:
+    policies = template["Resources"][role]["Properties"]["Policies"]
+    return [s for p in policies for s in p["PolicyDocument"]["Statement"]]
+
+
+def _actions(statements: list[dict[str, Any]]) -> set[str]:
+    return {a for s in statements for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
+
+
+def test_the_public_pixel_cannot_read_opens_or_api_keys(template):
+    """Issue 11, item 6: the unauthenticated /pixel ran with the query API's permissions."""
+    functions = resources_of(template, "AWS::Lambda::Function")
+    assert functions["PixelLambdaFunction"]["Properties"]["Role"] == {"Fn::GetAtt": ["PixelRole", "Arn"]}
+    assert functions["ApiLambdaFunction"]["Properties"]["Role"] == {"Fn::GetAtt": ["ApiRole", "Arn"]}
+    pixel = _role_statements(template, "PixelRole")
+    assert _actions(pixel) == {
+        "logs:CreateLogStream",
+        "logs:PutLogEvents",
+        "dynamodb:PutItem",
+        "sqs:SendMessage",
+        "ssm:GetParameter",
+    }
+    (ssm,) = [s for s in pixel if s["Action"] == ["ssm:GetParameter"]]
+    assert "signing-secrets" in json.dumps(ssm["Resource"]) and "api-keys" not in json.dumps(ssm["Resource"])
+    drain = _role_statements(template, "DrainRole")  # verifies quarantined opens
+    assert "signing-secrets" in json.dumps([s for s in drain if s["Action"] == ["ssm:GetParameter"]])
+    api = _actions(_role_statements(template, "ApiRole"))
+    assert {"dynamodb:Query", "dynamodb:GetItem", "dynamodb:BatchGetItem"} <= api
+    assert not api & {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "sqs:SendMessage"}
+
+
+def test_query_api_and_dashboard_routes_integrate_with_the_api_function(template):
+    integrations = {
+        name: json.dumps(r["Properties"]["IntegrationUri"])
+        for name, r in resources_of(template, "AWS::ApiGatewayV2::Integration").items()
+    }
+    target_of: dict[str, str] = {}
+    for route in resources_of(template, "AWS::ApiGatewayV2::Route").values():
+        integration = json.dumps(route["Properties"]["Target"])
+        (name,) = [n for n in integrations if f'"{n}"' in integration]
+        target_of[route["Properties"]["RouteKey"]] = integrations[name]
+    for key in ("GET /api/{proxy+}", "GET /dashboard"):
+        assert "ApiLambdaFunction" in target_of[key] and "PixelLambdaFunction" not in target_of[key], key
+    for key in ("GET /pixel", "HEAD /pixel", "GET /health"):
+        assert "PixelLambdaFunction" in target_of[key], key

@@ -24,7 +24,7 @@ import pytest
 
 from mailpixel.aws import dynamodb_client
 from mailpixel.config import Settings
-from mailpixel.pixel.signing import make_url
+from mailpixel.signing import make_url
 from tests.app_logs import app_log_to
 from tests.conftest import ROOT, all_items, http_api_event, packaged_template
 from tests.fake_ipinfo import FakeIpinfo

@@ -217,6 +217,13 @@ def cursor_of(key: object) -> str:
         ("/api/emails", {"limit": "-3"}, "limit"),
         ("/api/emails/" + "x" * 300 + "/stats", {}, "256"),
         ("/api/users/" + "y" * 300 + "/opens", {}, "256"),
+        # Issue 11: dates at the edges of the calendar overflowed into a 500.
+        ("/api/emails/e1/opens", {"since": "0001-01-01T00:00:00+14:00"}, "out of range"),
+        ("/api/users/u1/opens", {"until": "9999-12-31T23:59:59-14:00"}, "out of range"),
+        ("/api/daily", {"until": "0001-01-01"}, "since"),
+        ("/api/emails/e1/daily", {"since": "0001-01-01T00:00:00+14:00"}, "out of range"),
+        # Issue 11: an ID within 256 characters but past 512 bytes can be no key.
+        ("/api/emails/" + "\U0001f600" * 200 + "/stats", {}, "512 bytes"),
     ],
 )
 def test_bad_input_is_a_400_with_a_clear_message(reader, seeded, path, params, words):

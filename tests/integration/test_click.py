@@ -17,7 +17,7 @@ from mailpixel.ddb.store import EventStore
 from mailpixel.ops.cli import main
 from mailpixel.ops.local.stack import free_port
 from mailpixel.pixel.app import create_app
-from mailpixel.pixel.signing import ClickSigner, canonical, make_click_url, sign
+from mailpixel.signing import ClickSigner, canonical, make_click_url, sign
 from tests.conftest import all_items, http_api_event
 from tests.signed_urls import NEW, OLD
 from tests.unit.test_click_signing import HOSTILE
@@ -118,7 +118,7 @@ def test_tampering_with_any_parameter_is_refused(signed, ddb, table, name, value
 
 
 def test_a_pixel_url_is_no_click_url(signed, ddb, table):
-    from mailpixel.pixel.signing import make_url
+    from mailpixel.signing import make_url
 
     pixel = make_url(BASE, "e1", "u1", NEW)
     assert_refused(click(signed, pixel.replace("/pixel?", "/click?") + "&url=https%3A%2F%2Fevil.example%2F"))

@@ -12,7 +12,7 @@ from mailpixel.enrich.clicks import build_click_handler
 from mailpixel.enrich.geo.providers import IpinfoProvider
 from mailpixel.ops.local.stream_poller import StreamPoller
 from mailpixel.pixel.app import create_app
-from mailpixel.pixel.signing import make_click_url
+from mailpixel.signing import make_click_url
 from tests.conftest import all_items
 from tests.signed_urls import NEW
 

@@ -14,7 +14,7 @@ from werkzeug.urls import iri_to_uri
 
 from mailpixel.pixel.app import create_app
 from mailpixel.pixel.click import destination_problem
-from mailpixel.pixel.signing import make_click_url
+from mailpixel.signing import make_click_url
 from tests.conftest import http_api_event
 from tests.integration.test_fuzz import FUZZ
 from tests.signed_urls import NEW

@@ -9,7 +9,7 @@ from mailpixel.enrich.clicks import build_click_handler
 from mailpixel.ops.cli import main
 from mailpixel.ops.local.stream_poller import StreamPoller
 from mailpixel.pixel.app import create_app
-from mailpixel.pixel.signing import make_click_url
+from mailpixel.signing import make_click_url
 from tests.conftest import target_args
 from tests.signed_urls import NEW
 

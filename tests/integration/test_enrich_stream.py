@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from mailpixel.enrich.classify.ranges import IpRanges, parse_range_file
 from mailpixel.enrich.geo.providers import IpinfoProvider
 from mailpixel.enrich.handler import StreamHandler, build_handler
 from mailpixel.model.events import RequestFacts, build_open_event
@@ -89,15 +90,48 @@ def test_enriches_new_events(settings, ddb, store, handler, ipinfo):
     assert human["geo"]["source"] == "ipinfo" and human["geo"]["country"] in {"US", "FR", "AU"}
     assert human["enriched_at"].endswith("Z")
 
+    assert human["evidence"] == {"rule": "human"}
+
     gmail = items["u2"]
     assert gmail["machine_open"] is False and gmail["proxy"] == "gmail"
-    assert gmail["geo"]["source"] == "proxy:gmail via ipinfo"
+    # The proxy's address says nothing about the reader: no lookup is spent on it.
+    assert gmail["geo"]["source"] == "proxy:gmail not_looked_up" and gmail["geo"]["country"] is None
+    assert gmail["evidence"] == {"rule": "gmail_proxy", "ua_token": "via ggpht.com", "range_owner": "google"}
 
     mpp = items["u3"]
     assert mpp["machine_open"] is True and mpp["machine_reason"] == "apple_mpp" and mpp["proxy"] == "apple"
+    assert mpp["evidence"] == {"rule": "apple_mpp", "ua_token": "Mozilla/5.0", "range_owner": "apple"}
     assert "pending_ip" not in mpp and mpp["ip"] == "17.58.101.0"
-    assert "17.58.101.7" in ipinfo.ips_seen and "17.58.101.0" not in ipinfo.ips_seen
-    assert ipinfo.requests == 1  # one /batch for three addresses
+    assert mpp["geo"]["source"] == "proxy:apple not_looked_up"  # Apple's own /8: no published place
+    assert ipinfo.ips_seen == ["81.2.69.142"] and ipinfo.requests == 1  # only the reader's address
+
+
+def test_apple_relay_opens_take_the_place_apple_publishes(settings, ddb, store, ipinfo):
+    """A relay egress prefix with Apple's published place (a refreshed ranges file): used as is."""
+    relay = parse_range_file("# owner: apple\n17.0.0.0/8\n172.224.226.0/27 GB,GB-EN,London\n")
+    handler = build_handler(
+        settings, ddb=ddb, provider=IpinfoProvider(ipinfo.url, timeout=1.0), ranges=IpRanges([relay])
+    )
+    put_open(store, settings, 1, ip="172.224.226.5", ua="Mozilla/5.0")
+    put_open(
+        store,
+        settings,
+        2,
+        ip="172.224.226.9",
+        ua=APPLE_MAIL.replace("Gecko)", "Gecko) Version/17.1 Safari/605.1.15"),
+    )
+    assert handler({"Records": stream_batch(settings, ddb)}, None) == {"batchItemFailures": []}
+    items = events_by_user(ddb, settings.table)
+    london = {"country": "GB", "region": "GB-EN", "city": "London", "source": "proxy:apple via apple_egress"}
+    assert items["u1"]["machine_reason"] == "apple_mpp" and items["u1"]["geo"] == {
+        **dict.fromkeys(("latitude", "longitude", "timezone", "org")),
+        **london,
+    }
+    relayed = items["u2"]
+    assert relayed["machine_open"] is False and relayed["proxy"] == "apple"
+    assert relayed["evidence"] == {"rule": "apple_relay", "range_owner": "apple"}
+    assert {k: relayed["geo"][k] for k in london} == london
+    assert ipinfo.requests == 0 and not ipinfo.ips_seen
 
 
 def test_replayed_and_duplicated_batches_change_nothing(settings, ddb, store, handler, ipinfo):

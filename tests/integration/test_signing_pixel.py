@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -21,8 +22,8 @@ from mailpixel.config import ConfigError
 from mailpixel.ops import cli
 from mailpixel.ops.local.stack import free_port
 from mailpixel.pixel.app import EXTENSION, create_app
-from mailpixel.pixel.signing import make_url, sign
 from mailpixel.secrets import load_signing_secrets
+from mailpixel.signing import make_url, sign
 from tests.conftest import all_items, http_api_event
 from tests.signed_urls import NEW, OLD, pairs_of, url_query
 
@@ -86,8 +87,19 @@ def test_signed_url_is_stored_with_signed_true(signed_handler, ddb, table):
 
 
 def test_url_signed_with_the_old_secret_still_records(signed_handler, ddb, table):
-    assert_gif(signed_handler(http_api_event(url_query(make_url("http://h", "e1", "u1", OLD))), None))
+    old = make_url("http://h", "e1", "u1", OLD, t=int(time.time()))
+    assert_gif(signed_handler(http_api_event(url_query(old)), None))
     assert [i["signed"] for i in all_items(ddb, table)] == [True]
+
+
+def test_with_a_maximum_age_an_undated_or_future_url_is_refused(signed_handler, ddb, table):
+    """Issue 11, item 9: without `t`, or with `t` in milliseconds, a URL would never expire."""
+    undated = make_url("http://h", "e1", "u1", NEW)
+    millis = make_url("http://h", "e1", "u1", NEW, t=int(time.time() * 1000))
+    for url in (undated, millis):
+        assert_gif(signed_handler(http_api_event(url_query(url)), None))
+    assert all_items(ddb, table) == []
+    assert handler_metrics().get("pixel_t_missing") == 1 and handler_metrics().get("pixel_t_future") == 1
 
 
 @pytest.mark.parametrize(
@@ -135,7 +147,7 @@ def test_replayed_url_records_one_open_per_request(signed_handler, ddb, table):
     The signature proves who made the URL, not how often it is fetched; the same request
     retried by API Gateway (same request id) still writes once.
     """
-    query = url_query(make_url("http://h", "e1", "u1", NEW))
+    query = url_query(make_url("http://h", "e1", "u1", NEW, t=int(time.time())))
     for request_id in ("req-1", "req-2", "req-2"):
         assert_gif(signed_handler(http_api_event(query, request_id=request_id), None))
     items = all_items(ddb, table)
@@ -190,13 +202,18 @@ def test_cli_url_works_against_the_app_unchanged(settings, table, ddb, monkeypat
 class FakeSsm(BaseHTTPRequestHandler):
     parameters: dict[str, str] = {}
     requests: list[dict[str, Any]] = []
+    # Answer ThrottlingException, as SSM does above about 40 GetParameter a second.
+    throttling = False
 
     def do_POST(self) -> None:  # noqa: N802 - the http.server API
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         self.requests.append({"target": self.headers["X-Amz-Target"], **body})
-        if body["Name"] in self.parameters:
+        payload: dict[str, Any]
+        if self.throttling:
+            status, payload = 400, {"__type": "ThrottlingException", "message": "Rate exceeded"}
+        elif body["Name"] in self.parameters:
             status = 200
-            payload: dict[str, Any] = {
+            payload = {
                 "Parameter": {
                     "Name": body["Name"],
                     "Type": "SecureString",
@@ -272,11 +289,15 @@ def test_app_reads_secrets_from_ssm_at_start(settings, table, ddb, ssm_env):
     assert [i["signed"] for i in all_items(ddb, table)] == [True]
 
 
-def test_unreadable_parameter_keeps_the_pixel_answering_unsigned(settings, table, ddb, ssm_env, caplog):
-
+def test_unreadable_parameter_keeps_the_pixel_answering_and_fails_closed(
+    settings, table, ddb, ssm_env, caplog
+):
+    """Answered, never stored as it is: quarantined until the secrets load (issue 11)."""
     with caplog.at_level(logging.ERROR, logger="mailpixel"):
         app = create_app(settings.with_overrides(signing_secrets_parameter="/nope"))
     assert any(r.getMessage() == "signing_secrets_unavailable" for r in caplog.records)
     response = app.test_client().get("/pixel?email_id=e&user_id=u")
     assert response.status_code == 200 and response.mimetype == "image/gif"
-    assert [i["signed"] for i in all_items(ddb, table)] == [False]
+    assert all_items(ddb, table) == []
+    kept = (Path(settings.data_dir) / "fallback" / "pending.jsonl").read_text().splitlines()
+    assert [json.loads(line)["unverified"] for line in kept] == [[["email_id", "e"], ["user_id", "u"]]]

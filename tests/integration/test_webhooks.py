@@ -24,7 +24,7 @@ from mailpixel.ops.cli import main
 from mailpixel.ops.local.stack import free_port
 from mailpixel.ops.local.stream_poller import StreamPoller
 from mailpixel.pixel.app import create_app
-from mailpixel.pixel.signing import make_click_url
+from mailpixel.signing import make_click_url
 from mailpixel.webhooks.handler import deliver_records
 from tests.integration.test_fallback_queue import sqs_endpoint  # noqa: F401 - the moto server fixture
 from tests.signed_urls import NEW

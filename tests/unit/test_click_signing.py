@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mailpixel.pixel.click import destination_problem
-from mailpixel.pixel.signing import ClickSigner, canonical, make_click_url, sign, verify
+from mailpixel.signing import ClickSigner, canonical, make_click_url, sign, verify
 from tests.conftest import FIXTURES
 from tests.signed_urls import VECTORS as PIXEL_VECTORS
 from tests.signed_urls import pairs_of, url_query

@@ -53,8 +53,17 @@ def test_corpus_covers_every_rule():
 def test_gmail_proxy_recognised_by_its_range_and_fixed_signature():
     ua = "Mozilla/5.0 (Windows NT 5.1; rv:11.0) Gecko Firefox/11.0"
     verdict = classify(ua, "66.249.84.10", parse_client(ua), shipped_ranges())
-    assert verdict == Verdict(False, None, "gmail", "gmail_proxy_range")
+    signature = "Windows NT 5.1; rv:11.0) Gecko Firefox/11.0"
+    assert verdict == Verdict(False, None, "gmail", "gmail_proxy_range", signature, "google")
     assert classify(ua, "81.2.69.142", parse_client(ua), shipped_ranges()).proxy is None
+    # Named Gmail, not Firefox: the browser part of the proxy's UA is fake (issue 13).
+    enrichment, _ = enrichment_for({"user_agent": ua, "ip": "66.249.84.10"}, shipped_ranges())
+    assert enrichment["client"] == {"name": "Gmail", "version": None, "os": None, "device": None}
+    assert enrichment["evidence"] == {
+        "rule": "gmail_proxy_range",
+        "ua_token": signature,
+        "range_owner": "google",
+    }
 
 
 def test_pending_ip_wins_over_the_truncated_ip():
@@ -72,7 +81,7 @@ def test_scanner_range_over_ipv6_and_ipv4_mapped():
         classify(ua, "2a01:111:f400:fe00::1", parse_client(ua), ranges).machine_reason == "security_scanner"
     )
     assert (
-        classify(ua, "::ffff:205.139.110.61", parse_client(ua), ranges).machine_reason == "security_scanner"
+        classify(ua, "::ffff:209.222.82.250", parse_client(ua), ranges).machine_reason == "security_scanner"
     )
     assert classify(ua, "not-an-ip", parse_client(ua), ranges) == Verdict(False)
 

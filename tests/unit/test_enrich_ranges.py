@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import shutil
 
@@ -36,12 +37,15 @@ def test_every_shipped_file_names_its_source_and_date():
         "mimecast",
         "proofpoint",
         "barracuda",
+        "microsoft_defender",
     }
     for ranges in loaded.sets.values():
-        assert ranges.source.startswith(("http", "ARIN", "RIR", "Mimecast", "Proofpoint", "Barracuda")), (
-            ranges.owner
-        )
-        assert len(ranges.as_of) == 10 and ranges.networks
+        assert ranges.source.startswith(
+            ("http", "ARIN", "RIR", "Mimecast", "Proofpoint", "Barracuda", "no published list")
+        ), ranges.owner
+        assert len(ranges.as_of) == 10
+        # Networks only with a source to cite; an owner without one says so and ships none.
+        assert ranges.networks or ranges.source.startswith("no published list"), ranges.owner
         assert ranges.category in {"proxy", "scanner"}
 
 
@@ -97,7 +101,7 @@ def test_refresh_rewrites_published_lists_and_keeps_manual_ones(tmp_path):
     result = refresh_mod.refresh(tmp_path, fetch=fetch, today="2030-01-02")
     assert result["updated"] == {"apple": 3, "google": 3}
     assert "ConnectionError" in result["failed"]["microsoft"]
-    assert result["kept"] == ["barracuda", "mimecast", "proofpoint", "yahoo"]
+    assert result["kept"] == ["barracuda", "microsoft_defender", "mimecast", "proofpoint", "yahoo"]
     apple = r.parse_range_file((tmp_path / "ranges-apple.txt").read_text())
     assert apple.as_of == "2030-01-02" and apple.source.startswith("ARIN") and apple.category == "proxy"
     assert r.IpRanges([apple]).owner("172.224.226.5") == "apple"
@@ -105,3 +109,41 @@ def test_refresh_rewrites_published_lists_and_keeps_manual_ones(tmp_path):
     assert (tmp_path / "ranges-microsoft.txt").read_text() == (
         r.DATA_DIR / "ranges-microsoft.txt"
     ).read_text()
+
+
+def test_refresh_keeps_the_place_apple_publishes_for_each_egress_prefix(tmp_path):
+    """Through the refresh's injectable fetch: Apple's CSV columns survive into the ranges file."""
+    for path in r.DATA_DIR.glob("ranges-*.txt"):
+        shutil.copy(path, tmp_path / path.name)
+    csv_text = (
+        "172.224.226.0/27,GB,GB-EN,London,\n"
+        "172.224.226.32/31,GB,GB-SC,Aberdeen,\n"
+        "172.224.226.58/31,GB,GB-EN,Egg Buckland,\n"
+        "104.28.30.0/26,JP,JP-13,,\n"
+        "104.28.30.64/26,JP,JP-13,,\n"
+        "2a02:26f7:b000:4000::/64,US,US-AK,Anchorage,\n"
+    )
+    pages = {refresh_mod.APPLE_EGRESS_URL: csv_text}
+    result = refresh_mod.refresh(tmp_path, fetch=lambda url: pages[url], today="2030-01-02")
+    assert result["updated"]["apple"] == 6  # the two JP /26 with one place merge into a /25
+    text = (tmp_path / "ranges-apple.txt").read_text()
+    assert "172.224.226.58/31 GB,GB-EN,Egg Buckland\n" in text and "104.28.30.0/25 JP,JP-13,\n" in text
+    lookup = r.IpRanges([r.parse_range_file(text)])
+    assert lookup.place("172.224.226.5") == ("GB", "GB-EN", "London")
+    assert lookup.place("172.224.226.33") == ("GB", "GB-SC", "Aberdeen")
+    assert lookup.place("104.28.30.100") == ("JP", "JP-13", "")
+    assert lookup.place("2a02:26f7:b000:4000::7") == ("US", "US-AK", "Anchorage")
+    assert lookup.owner("17.1.2.3") == "apple" and lookup.place("17.1.2.3") is None
+    assert lookup.place("81.2.69.142") is None and lookup.place(None) is None
+
+
+def test_place_columns_round_trip_and_old_files_still_parse():
+    text = '# owner: apple\n10.0.0.0/24 "US","US-MA","Boston, MA"\n10.0.1.0/24\n10.0.2.0/24 GB,,\n'
+    parsed = r.parse_range_file(text)
+    assert parsed.places == {
+        ipaddress.ip_network("10.0.0.0/24"): ("US", "US-MA", "Boston, MA"),
+        ipaddress.ip_network("10.0.2.0/24"): ("GB", "", ""),
+    }
+    again = r.parse_range_file(r.format_range_file(parsed))
+    assert again.networks == parsed.networks and again.places == parsed.places
+    assert r.parse_place("") is None and r.parse_place(",,") is None

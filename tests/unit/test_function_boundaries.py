@@ -12,7 +12,7 @@ from tests.conftest import ROOT
 
 PACKAGE = ROOT / "mailpixel"
 FUNCTIONS = ("pixel", "api", "enrich", "drain", "webhooks")
-SHARED = ("model", "ddb", "config", "logs", "aws", "secrets", "web")
+SHARED = ("model", "ddb", "config", "files", "logs", "aws", "secrets", "signing", "web")
 WEB_STACK = ("flask", "werkzeug", "serverless_wsgi", "jinja2")
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from mailpixel.ops.cli import main
 from mailpixel.ops.instrument import Instrumenter, pixel_img
-from mailpixel.pixel.signing import verify
+from mailpixel.signing import verify
 from tests.conftest import FIXTURES
 from tests.signed_urls import pairs_of
 

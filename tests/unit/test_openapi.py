@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import yaml
@@ -30,7 +31,7 @@ def test_openapi_paths_and_methods_match_the_flask_routes():
     routes: dict[str, set[str]] = {}
     rules = [*create_app(settings).url_map.iter_rules(), *create_api_app(settings).url_map.iter_rules()]
     for rule in rules:
-        path = rule.rule.replace("<", "{").replace(">", "}")
+        path = re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule)  # `<id:email_id>` is `{email_id}`
         routes.setdefault(path, set()).update(
             m.lower() for m in (rule.methods or ()) if m not in ("OPTIONS",)
         )

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from mailpixel.ops import cli
-from mailpixel.pixel.signing import SIG_LENGTH, canonical, make_url, sign, verify
+from mailpixel.signing import SIG_LENGTH, canonical, make_url, sign, verify
 from tests.signed_urls import NEW, NOW, OLD, VECTORS, pairs_of, url_query
 
 
@@ -78,7 +78,7 @@ def test_max_age_applies_to_signed_t_only():
     assert verify(fresh, [NEW], max_age_seconds=30 * day, now=NOW) == (True, "ok")
     assert verify(stale, [NEW], max_age_seconds=30 * day, now=NOW) == (False, "sig_expired")
     assert verify(stale, [NEW], now=NOW) == (True, "ok")
-    assert verify(undated, [NEW], max_age_seconds=30 * day, now=NOW) == (True, "ok")
+    assert verify(undated, [NEW], max_age_seconds=30 * day, now=NOW) == (False, "t_missing")  # issue 11
     assert verify(bad_t, [NEW], max_age_seconds=30 * day, now=NOW) == (False, "t_invalid")
 
 

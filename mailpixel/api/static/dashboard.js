@@ -54,7 +54,19 @@
     return body;
   }
 
+  // Every ID is one encoded segment, `/` included (`%2F`): the API takes any ID the pixel accepts.
   const emailPath = (id, what) => `/api/emails/${encodeURIComponent(id)}/${what}`;
+
+  // One failed request fails only its own panel: the others are drawn, and the status line says
+  // what could not load. A refused key still stops everything (the login form comes back).
+  async function settled(requests, failures) {
+    const results = await Promise.allSettled(requests);
+    for (const result of results) {
+      if (result.status === "rejected" && result.reason instanceof AuthError) throw result.reason;
+      if (result.status === "rejected") failures.push(result.reason.message || String(result.reason));
+    }
+    return results.map((result) => (result.status === "fulfilled" ? result.value : null));
+  }
 
   function isoDay(date) { return date.toISOString().slice(0, 10); }
   function period() {
@@ -232,9 +244,9 @@
     return params.get("email") || "";
   }
 
-  async function latestAcross(emails) {
-    const pages = await Promise.all(emails.slice(0, 5).map((e) => api(emailPath(e.email_id, "opens"), { order: "desc", limit: 20 })));
-    return pages.flatMap((p) => p.items).sort((a, b) => (a.opened_at < b.opened_at ? 1 : -1)).slice(0, 20);
+  async function latestAcross(emails, failures) {
+    const pages = await settled(emails.slice(0, 5).map((e) => api(emailPath(e.email_id, "opens"), { order: "desc", limit: 20 })), failures);
+    return pages.filter(Boolean).flatMap((p) => p.items).sort((a, b) => (a.opened_at < b.opened_at ? 1 : -1)).slice(0, 20);
   }
 
   function showFigures(figures) {
@@ -254,6 +266,7 @@
     const emailId = fromHash();
     const range = period();
     status("Loading…");
+    const failures = [];
     try {
       const recent = await api("/api/emails", { days: range.days, limit: 100 });
       if (ticket !== state.loading) return;
@@ -261,22 +274,22 @@
       fillPicker(recent.emails, emailId);
       $("#recent-panel").hidden = Boolean(emailId);
       if (emailId) {
-        const [stats, daily, opens] = await Promise.all([
+        const [stats, daily, opens] = await settled([
           api(emailPath(emailId, "stats")),
           api(emailPath(emailId, "daily"), { since: range.since, until: range.until }),
           api(emailPath(emailId, "opens"), { order: "desc", limit: 20 }),
-        ]);
+        ], failures);
         if (ticket !== state.loading) return;
         $("#title").textContent = emailId;
         $("#subtitle").textContent = "Figures for the whole life of this email; the chart covers the chosen period.";
-        showFigures(stats);
-        drawTimeline(daily.days);
-        drawLatest(opens.items);
+        showFigures(stats || {});
+        drawTimeline(daily ? daily.days : []);
+        drawLatest(opens ? opens.items : []);
       } else {
-        const [daily, latest] = await Promise.all([
+        const [daily, latest] = await settled([
           api("/api/daily", { since: range.since, until: range.until }),
-          latestAcross(recent.emails),
-        ]);
+          latestAcross(recent.emails, failures),
+        ], failures);
         if (ticket !== state.loading) return;
         const sum = (field) => recent.emails.reduce((total, e) => total + (e[field] || 0), 0);
         const first = recent.emails.map((e) => e.first_open_at).filter(Boolean).sort()[0];
@@ -284,13 +297,15 @@
         $("#title").textContent = "All recent emails";
         $("#subtitle").textContent = `${fmt(recent.emails.length)} emails opened between ${range.since} and ${range.until}; ` +
           "unique openers are summed over emails.";
-        showFigures({ ...daily.totals, unique_openers: sum("unique_openers"), unique_human_openers: sum("unique_human_openers"),
-          first_open_at: first, last_open_at: last });
-        drawTimeline(daily.days);
+        showFigures({ ...(daily ? daily.totals : {}), unique_openers: sum("unique_openers"),
+          unique_human_openers: sum("unique_human_openers"), first_open_at: first, last_open_at: last });
+        drawTimeline(daily ? daily.days : []);
         drawRecent(recent.emails);
-        drawLatest(latest);
+        drawLatest(latest || []);
       }
-      status(`Updated ${new Date().toLocaleTimeString()}`);
+      const failed = failures.length ? ` · ${failures.length} part(s) could not load: ${failures[0]}` : "";
+      status(`Updated ${new Date().toLocaleTimeString()}${failed}`);
+      document.body.dataset.failures = String(failures.length);
       document.body.dataset.loaded = String(ticket);
     } catch (error) {
       if (error instanceof AuthError) {

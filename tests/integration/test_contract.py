@@ -1,0 +1,134 @@
+"""Issue 11, item 8: the API keeps its own contract. Real responses of the real apps, over
+DynamoDB Local, with real enrichment output (an unknown device, a reserved address: nulls),
+are validated against the schemas in openapi.yaml; every 405 carries `Allow`, and under /api
+it is the JSON error the document promises."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+import yaml
+from jsonschema import Draft202012Validator
+from referencing import Registry, Resource
+
+from mailpixel.api.app import create_api_app
+from mailpixel.enrich.handler import build_handler
+from mailpixel.model.events import RequestFacts, build_open_event
+from mailpixel.pixel.app import create_app
+from tests.conftest import ROOT
+from tests.integration.test_enrich_stream import stream_batch
+
+KEY = "contract-key-0123456789"
+DOCUMENT: dict[str, Any] = yaml.safe_load((ROOT / "openapi.yaml").read_text())
+URI = "urn:mailpixel:openapi"
+REGISTRY: Registry[Any] = Registry().with_resource(URI, Resource.opaque(DOCUMENT))
+
+
+def deref(node: dict[str, Any]) -> dict[str, Any]:
+    while "$ref" in node:
+        target: Any = DOCUMENT
+        for part in node["$ref"].removeprefix("#/").split("/"):
+            target = target[part]
+        node = target
+    return node
+
+
+def check(path: str, method: str, status: int, body: Any) -> None:
+    """Validate a body against the document's schema for this operation and status."""
+    responses = DOCUMENT["paths"][path][method]["responses"]
+    response = deref(responses[str(status)])
+    pointer = f"#/paths/{path.replace('~', '~0').replace('/', '~1')}/{method}/responses/{status}"
+    if "$ref" in responses[str(status)]:
+        pointer = responses[str(status)]["$ref"]
+    schema = {"$ref": f"{URI}{pointer}/content/application~1json/schema"}
+    assert "application/json" in response["content"]
+    Draft202012Validator(schema, registry=REGISTRY).validate(body)
+
+
+def error_schema_check(body: Any) -> None:
+    Draft202012Validator({"$ref": f"{URI}#/components/schemas/Error"}, registry=REGISTRY).validate(body)
+
+
+USER_AGENTS = {
+    "u-odd": "SomethingNobodyKnows/0.1",  # client name Other, version/os/device null
+    "u-mail": "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 "
+    "(KHTML, like Gecko) Mobile/15E148",
+}
+ADDRESSES = {"u-odd": "10.1.2.3", "u-mail": "192.168.7.7"}  # reserved: every geo field null
+
+
+@pytest.fixture
+def api(settings, store, ddb):
+    now = int(time.time() * 1000)
+    for n, (user, agent) in enumerate(USER_AGENTS.items()):
+        facts = RequestFacts(request_id=f"c{n}", epoch_ms=now + n, ip=ADDRESSES[user], user_agent=agent)
+        store.put_event(
+            build_open_event(
+                email_id="news/2026-11",
+                user_id=user,
+                facts=facts,
+                retention_seconds=settings.retention_seconds,
+                stored_ip=ADDRESSES[user],
+                signed=False,
+            )
+        )
+    handler = build_handler(settings, ddb=ddb, provider=None)
+    assert handler({"Records": stream_batch(settings, ddb)}, None) == {"batchItemFailures": []}
+    return create_api_app(settings.with_overrides(api_keys=(KEY,))).test_client()
+
+
+AUTH = {"Authorization": f"Bearer {KEY}"}
+ROUTES = [
+    ("/api/emails", "/api/emails"),
+    ("/api/daily", "/api/daily"),
+    ("/api/emails/{email_id}/stats", "/api/emails/news%2F2026-11/stats"),
+    ("/api/emails/{email_id}/daily", "/api/emails/news%2F2026-11/daily"),
+    ("/api/emails/{email_id}/opens", "/api/emails/news%2F2026-11/opens"),
+    ("/api/users/{user_id}/opens", "/api/users/u-odd/opens"),
+    ("/api/users/{user_id}/stats", "/api/users/u-odd/stats"),
+]
+
+
+@pytest.mark.parametrize(("template", "path"), ROUTES, ids=[r[0] for r in ROUTES])
+def test_real_answers_match_the_documented_schemas(api, template, path):
+    response = api.get(path, headers=AUTH)
+    assert response.status_code == 200, response.data
+    check(template, "get", 200, response.get_json())
+    refused = api.get(path)
+    assert refused.status_code == 401
+    check(template, "get", 401, refused.get_json())
+
+
+def test_open_records_with_nulls_are_valid_and_have_them(api):
+    body = api.get("/api/emails/news%2F2026-11/opens", headers=AUTH).get_json()
+    check("/api/emails/{email_id}/opens", "get", 200, body)
+    odd = next(item for item in body["items"] if item["user_id"] == "u-odd")
+    assert odd["client"]["version"] is None and odd["geo"]["country"] is None  # the nulls are real
+
+
+def test_bad_input_answers_match_the_error_schema(api):
+    response = api.get("/api/emails/e1/opens?since=0001-01-01T00:00:00%2B14:00", headers=AUTH)
+    assert response.status_code == 400
+    check("/api/emails/{email_id}/opens", "get", 400, response.get_json())
+
+
+@pytest.mark.parametrize(("method", "path"), [("DELETE", "/api/emails/e1/stats"), ("POST", "/api/daily")])
+def test_405_under_api_is_the_json_error_with_allow(api, method, path):
+    response = api.open(path, method=method, headers=AUTH)
+    assert response.status_code == 405 and "GET" in response.headers["Allow"]
+    assert response.mimetype == "application/json"
+    error_schema_check(response.get_json())
+
+
+@pytest.mark.parametrize(("method", "path"), [("TRACE", "/health"), ("DELETE", "/pixel"), ("PUT", "/pixel")])
+def test_405_elsewhere_carries_allow(settings, table, method, path):
+    response = create_app(settings).test_client().open(path, method=method)
+    assert response.status_code == 405 and "GET" in response.headers["Allow"]
+
+
+def test_health_matches_its_schema_locally_and_in_aws(settings, store):
+    for variant in (settings, settings.with_overrides(endpoint_url=None)):
+        body = create_app(variant, store=store).test_client().get("/health").get_json()
+        check("/health", "get", 200, body)
