@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from mailpixel.config import Settings
 from mailpixel.ddb.codec import plain_item
 from mailpixel.ddb.update import update
+from mailpixel.enrich.classify.clicks import seconds_since_issue
 from mailpixel.enrich.classify.machine import classify, named_client
 from mailpixel.enrich.classify.ranges import IpRanges, shipped_ranges
 from mailpixel.enrich.classify.user_agents import parse_client
@@ -56,6 +57,13 @@ class Pending:
     opened_epoch: float | None = None
 
 
+def with_seconds_since_issue(evidence: dict[str, Any], event: Mapping[str, Any]) -> dict[str, Any]:
+    """The verdict's evidence plus the seconds from the URL's signed `t` to the open, when the
+    URL had one (a scanner fetches within seconds of delivery; a person rarely does)."""
+    seconds = seconds_since_issue(event.get("issued_t"), _opened(event))
+    return evidence if seconds is None else {**evidence, "seconds_since_issue": seconds}
+
+
 def request_of(event: Mapping[str, Any]) -> tuple[str | None, str | None]:
     """(user agent, address to classify and locate: the full one) of an open or a click."""
     user_agent = event.get("user_agent")
@@ -78,7 +86,7 @@ def enrichment_for(event: Mapping[str, Any], ranges: IpRanges) -> tuple[dict[str
         "machine_open": verdict.machine_open,
         "machine_reason": verdict.machine_reason,
         "proxy": verdict.proxy,
-        "evidence": verdict.evidence(),
+        "evidence": with_seconds_since_issue(verdict.evidence(), event),
     }
     preset = proxy_geo(verdict.proxy, ranges.place(lookup_ip))
     if preset is not None:

@@ -93,6 +93,9 @@ class OpenEvent:
     # fallback, never written to the table as it is: the drain function or `mailpixel replay`
     # verifies these against the secrets first (`mailpixel.signing.release`).
     unverified: list[list[str]] | None = None
+    # The URL's signed issue time `t` (epoch seconds), when it had one: enrichment keeps the
+    # seconds from it to the open as evidence (`seconds_since_issue`).
+    issued_t: int | None = None
 
     kind: ClassVar[str] = "open"  # names its metrics and log lines; a click's is "click"
 
@@ -123,6 +126,8 @@ class OpenEvent:
                 item[name] = {"S": value}
         if self.signed is not None:
             item["signed"] = {"BOOL": self.signed}
+        if self.issued_t is not None:
+            item["issued_t"] = {"N": str(self.issued_t)}
         return item
 
 
@@ -134,6 +139,7 @@ def build_open_event(
     retention_seconds: int,
     stored_ip: str | None,
     signed: bool | None = None,
+    issued_t: int | None = None,
 ) -> OpenEvent:
     pending = facts.ip if facts.ip and stored_ip != facts.ip else None
     return OpenEvent(
@@ -146,4 +152,5 @@ def build_open_event(
         user_agent=facts.user_agent or None,
         signed=signed,
         pending_ip=pending,
+        issued_t=issued_t,
     )

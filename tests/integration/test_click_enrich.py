@@ -91,3 +91,25 @@ def test_truncated_ips_are_geolocated_then_forgotten(settings, ddb, table, ipinf
     StreamPoller(settings, handler, ddb=ddb, table=settings.clicks_table).wait_idle()
     (item,) = all_items(ddb, settings.clicks_table)
     assert "pending_ip" not in item and item["geo"]["country"]
+
+
+def test_opens_keep_their_urls_t_and_the_seconds_since_it_as_evidence(settings, ddb, table, ipinfo):
+    from mailpixel.enrich.handler import build_handler
+    from mailpixel.signing import make_url
+
+    issued = int(time.time()) - 90
+    app = create_app(settings.with_overrides(signing_secrets=(NEW,)))
+    url = make_url("https://px.example.com", "e1", "u1", NEW, t=issued)
+    response = app.test_client().get(
+        url.removeprefix("https://px.example.com"), headers={"User-Agent": CHROME}
+    )
+    assert response.status_code == 200
+    (stored,) = all_items(ddb, settings.table)
+    assert stored["issued_t"] == issued
+    handler = build_handler(
+        settings, ddb=ddb, provider=IpinfoProvider(ipinfo.url, timeout=1.0), backoff_sleep_limit_seconds=0
+    )
+    StreamPoller(settings, handler, ddb=ddb).wait_idle()
+    (opened,) = all_items(ddb, settings.table)
+    assert 89 <= opened["evidence"]["seconds_since_issue"] <= 200
+    assert opened["evidence"]["rule"]
