@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any, ClassVar
 
-from mailpixel.model.events import OpenEvent, RequestFacts, iso_millis
+from mailpixel.model.events import OpenEvent, RequestFacts, iso_millis, optional_attributes
 from mailpixel.model.keys import click_key
 
 CLICK_KIND = "click"
@@ -63,14 +63,9 @@ class ClickEvent:
             "url": {"S": self.url},
             "method": {"S": self.method},
         }
-        for name in ("user_id", "ip", "user_agent", "signature_scope", "pending_ip"):
-            value = getattr(self, name)
-            if value:
-                item[name] = {"S": value}
-        if self.signed is not None:
-            item["signed"] = {"BOOL": self.signed}
-        if self.issued_t is not None:
-            item["issued_t"] = {"N": str(self.issued_t)}
+        item.update(
+            optional_attributes(self, ("user_id", "ip", "user_agent", "signature_scope", "pending_ip"))
+        )
         return item
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any, ClassVar
@@ -120,15 +120,21 @@ class OpenEvent:
             "request_id": {"S": self.request_id},
             "expires_at": {"N": str(self.expires_at)},
         }
-        for name in ("user_id", "ip", "user_agent", "pending_ip"):
-            value = getattr(self, name)
-            if value:
-                item[name] = {"S": value}
-        if self.signed is not None:
-            item["signed"] = {"BOOL": self.signed}
-        if self.issued_t is not None:
-            item["issued_t"] = {"N": str(self.issued_t)}
+        item.update(optional_attributes(self, ("user_id", "ip", "user_agent", "pending_ip")))
         return item
+
+
+def optional_attributes(event: Any, strings: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """What opens and clicks store only when known: the `strings` that are set, `signed` and
+    `issued_t`."""
+    item: dict[str, dict[str, Any]] = {
+        name: {"S": value} for name in strings if (value := getattr(event, name))
+    }
+    if event.signed is not None:
+        item["signed"] = {"BOOL": event.signed}
+    if event.issued_t is not None:
+        item["issued_t"] = {"N": str(event.issued_t)}
+    return item
 
 
 def build_open_event(
