@@ -91,7 +91,7 @@ def _durable_store() -> EventStore:
     from mailpixel.aws import dynamodb_client
     from mailpixel.ddb.store import EventStore
 
-    return EventStore(dynamodb_client(settings), settings.table)
+    return EventStore(dynamodb_client(settings), settings.table, settings.clicks_table)
 
 
 @cache
@@ -103,8 +103,8 @@ def _drain_keys() -> SigningKeys:
 
 
 def drain(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """SQS fallback queue → the events table (opens whose first write failed, and opens
-    quarantined unverified, which are verified first)."""
+    """SQS fallback queue → the events and clicks tables (events whose first write failed, and
+    opens quarantined unverified, which are verified first)."""
     from mailpixel.drain.handler import drain_records
 
     return drain_records(event.get("Records", []), _durable_store(), _drain_keys())
@@ -113,8 +113,9 @@ def drain(event: dict[str, Any], context: Any) -> dict[str, Any]:
 @cache
 def _enrich_handler() -> StreamHandler:
     from mailpixel.enrich.handler import build_handler
+    from mailpixel.enrich.webhooks import webhook_hooks
 
-    return build_handler(settings)
+    return build_handler(settings, before_write=webhook_hooks(settings)[0])
 
 
 def enrich(event: dict[str, Any], context: Any) -> dict[str, Any]:
@@ -124,3 +125,32 @@ def enrich(event: dict[str, Any], context: Any) -> dict[str, Any]:
         return handler(event, context)
     finally:
         handler.metrics.flush_if_due()
+
+
+@cache
+def _click_handler() -> StreamHandler:
+    from mailpixel.enrich.clicks import build_click_handler
+    from mailpixel.enrich.webhooks import webhook_hooks
+
+    return build_click_handler(settings, before_write=webhook_hooks(settings)[1])
+
+
+def enrich_clicks(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """DynamoDB stream (new clicks) → client, machine_click verdict with evidence, geolocation."""
+    return _click_handler()(event, context)
+
+
+@cache
+def _webhook_target() -> tuple[str, str] | None:
+    from mailpixel.webhooks.handler import load_target
+
+    return load_target(settings)
+
+
+def webhooks(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """SQS webhook queue → signed POSTs to the sender's URL (retried with backoff, then the DLQ)."""
+    from mailpixel.aws import sqs_client
+    from mailpixel.webhooks.handler import deliver_records
+
+    queue_url = settings.webhook_queue_url or ""
+    return deliver_records(event.get("Records", []), _webhook_target(), sqs_client(settings), queue_url)

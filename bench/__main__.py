@@ -1,7 +1,8 @@
 """`python -m bench` (`make bench`): every benchmark, printed as tables and saved as JSON.
 
 `--quick` takes fewer samples (for a smoke run); `--only NAME[,NAME]` runs a subset:
-latency, cold_start, package, enrichment, inline, load, accuracy, proxy_geo.
+latency, cold_start, package, enrichment, inline, load, accuracy, proxy_geo, click_latency,
+instrument.
 """
 
 from __future__ import annotations
@@ -19,13 +20,33 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import accuracy, cold_start, enrichment, inline_design, latency, load, package_size, proxy_geo
+from bench import (
+    accuracy,
+    clicks,
+    cold_start,
+    enrichment,
+    inline_design,
+    latency,
+    load,
+    package_size,
+    proxy_geo,
+)
 from bench.stack import ROOT, dynamodb_local
 from bench.stats import table
 from mailpixel.ops.local.stack import DynamoDBLocal
 
 RESULTS = Path(__file__).resolve().parent / "results.json"
-NAMES = ("latency", "cold_start", "package", "enrichment", "inline", "load", "accuracy", "proxy_geo")
+NAMES = (
+    "latency",
+    "cold_start",
+    "package",
+    "enrichment",
+    "inline",
+    "load",
+    "accuracy",
+    "proxy_geo",
+    *clicks.NAMES,
+)
 
 
 def machine() -> dict[str, Any]:
@@ -275,6 +296,7 @@ def report(results: dict[str, Any]) -> str:
     for name, section in (("accuracy", accuracy), ("proxy_geo", proxy_geo)):
         if name in results and "error" not in results[name]:
             out.append(section.report(results[name]))
+    out += clicks.report(results)
     for name, value in results.items():
         if isinstance(value, dict) and "error" in value:
             out.append(f"### {name}: not measured\n\n{value['error']}\n")
@@ -321,6 +343,7 @@ def main(argv: list[str] | None = None) -> int:
             "load": lambda: load.run(requests=300 if quick else 3000, concurrency=32),
             "accuracy": accuracy.run,
             "proxy_geo": proxy_geo.run,
+            **clicks.steps(on_fresh_dynamodb, work, quick),
         }
         for name in chosen:
             print(f"running {name} ...", file=sys.stderr, flush=True)

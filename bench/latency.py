@@ -10,18 +10,16 @@ idempotent), and a fourth is the pixel's whole path without the write (a request
 
 from __future__ import annotations
 
-import random
-import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bench.interleave import Calls, floor_fields, interleaved
 from bench.lambda_pixel import invoker, load_handler, settings_env, stderr_to
 from bench.stack import count_items, fresh_settings, http_api_event
 from bench.stats import ratio, summary_ms
 from mailpixel.aws import dynamodb_client
-from mailpixel.model.events import RequestFacts, build_open_event
+from mailpixel.model.events import build_open_event
 from mailpixel.ops.local.stack import DynamoDBLocal
 
 TARGET = 1.10
@@ -33,7 +31,6 @@ def _measure(server: DynamoDBLocal, work: Path, samples: int = 2000, warmup: int
     module = load_handler(settings_env(settings))
     invoke = invoker(module)
     client = dynamodb_client(settings, fast=True)
-    rng = random.Random(5)  # noqa: S311 - ordering only
 
     # Each call's input is made before the clock starts: only the call itself is timed.
     def pixel_input(i: int) -> dict[str, Any]:
@@ -48,15 +45,7 @@ def _measure(server: DynamoDBLocal, work: Path, samples: int = 2000, warmup: int
         assert invoke(event)["statusCode"] == 200
 
     def item_input(i: int) -> dict[str, Any]:
-        facts = RequestFacts(uuid.uuid4().hex, 1795528140123 + i, "203.0.113.9", "Mozilla/5.0 (bench)")
-        event = build_open_event(
-            email_id=f"floor{i % 200}",
-            user_id=f"u{i % 50}",
-            facts=facts,
-            retention_seconds=86_400,
-            stored_ip=facts.ip,
-        )
-        return event.to_item()
+        return build_open_event(**floor_fields(i)).to_item()
 
     def floor_call(item: dict[str, Any]) -> None:
         client.put_item(TableName=settings.table, Item=item)
@@ -64,26 +53,15 @@ def _measure(server: DynamoDBLocal, work: Path, samples: int = 2000, warmup: int
     def conditional_call(item: dict[str, Any]) -> None:
         client.put_item(TableName=settings.table, Item=item, ConditionExpression=CONDITION)
 
-    calls: dict[str, tuple[Callable[[int], dict[str, Any]], Callable[[dict[str, Any]], None]]] = {
+    calls: Calls = {
         "pixel": (pixel_input, pixel_call),
         "floor": (item_input, floor_call),
         "conditional": (item_input, conditional_call),
         # The pixel's whole path but the write: no email_id, so nothing to store.
         "pixel_no_write": (no_write_input, pixel_call),
     }
-    for i in range(warmup):
-        for make, call in calls.values():
-            call(make(i))
-    before = count_items(settings)
-    times: dict[str, list[float]] = {name: [] for name in calls}
-    for i in range(warmup, warmup + samples):
-        order = list(calls.items())
-        rng.shuffle(order)
-        for name, (make, call) in order:
-            argument = make(i)
-            start = time.perf_counter()
-            call(argument)
-            times[name].append(time.perf_counter() - start)
+    before = count_items(settings) + warmup * 3
+    times = interleaved(calls, samples=samples, warmup=warmup, seed=5)
     stored = count_items(settings) - before
     pixel, floor, conditional = (summary_ms(times[name]) for name in ("pixel", "floor", "conditional"))
     return {

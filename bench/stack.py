@@ -58,10 +58,11 @@ def fresh_settings(server: DynamoDBLocal, data_dir: Path, **changes: Any) -> Set
     settings = Settings(
         table=f"bench-events-{number}",
         meta_table=f"bench-meta-{number}",
+        clicks_table=f"bench-clicks-{number}",
         endpoint_url=server.endpoint_url,
         data_dir=str(data_dir),
     ).with_overrides(**changes)
-    ensure_tables(dynamodb_client(settings), settings.table, settings.meta_table)
+    ensure_tables(dynamodb_client(settings), settings.table, settings.meta_table, settings.clicks_table)
     return settings
 
 

@@ -70,6 +70,8 @@ class Settings:
 
     table: str = "mailpixel-local-events"
     meta_table: str = "mailpixel-local-meta"
+    # Clicks live in their own table, so a query of the events table returns opens only.
+    clicks_table: str = "mailpixel-local-clicks"
     endpoint_url: str | None = None
     region: str = "us-east-1"
     retention_days: int = 400
@@ -105,6 +107,15 @@ class Settings:
     fallback_queue_url: str | None = None
     sqs_endpoint_url: str | None = None
     public_base_url: str | None = None
+    # Webhooks (README "Webhooks"): where to POST and the signing secret; in AWS both live in
+    # one SecureString "URL,SECRET" named by `webhook_parameter`, read by the delivery function.
+    webhook_url: str | None = None
+    webhook_secret: str | None = field(default=None, repr=False)
+    webhook_parameter: str | None = None
+    # The queue enrichment puts webhook events on (in AWS); unset: delivered directly (local).
+    webhook_queue_url: str | None = None
+    # In AWS, webhooks are sent only when deployed with `--param="webhooks=on"`.
+    webhooks: Literal["on", "off"] = "off"
 
     @property
     def is_local(self) -> bool:
@@ -141,6 +152,7 @@ class Settings:
         return cls(
             table=table or d.table,
             meta_table=_optional(env, "MAILPIXEL_META_TABLE") or d.meta_table,
+            clicks_table=_optional(env, "MAILPIXEL_CLICKS_TABLE") or d.clicks_table,
             endpoint_url=endpoint_url,
             region=_optional(env, "AWS_REGION") or _optional(env, "AWS_DEFAULT_REGION") or d.region,
             retention_days=_int(env, "MAILPIXEL_RETENTION_DAYS", d.retention_days, minimum=1),
@@ -165,4 +177,9 @@ class Settings:
             fallback_queue_url=_optional(env, "MAILPIXEL_FALLBACK_QUEUE_URL"),
             sqs_endpoint_url=_optional(env, "SQS_ENDPOINT_URL"),
             public_base_url=_optional(env, "MAILPIXEL_BASE_URL"),
+            webhook_url=_optional(env, "MAILPIXEL_WEBHOOK_URL"),
+            webhook_secret=_optional(env, "MAILPIXEL_WEBHOOK_SECRET"),
+            webhook_parameter=_optional(env, "MAILPIXEL_WEBHOOK_PARAMETER"),
+            webhook_queue_url=_optional(env, "MAILPIXEL_WEBHOOK_QUEUE_URL"),
+            webhooks=_choice(env, "MAILPIXEL_WEBHOOKS", ("on", "off"), d.webhooks),
         )

@@ -154,6 +154,104 @@ def verify(
     return True, OK
 
 
+# Click URLs: the same scheme, with the destination as one more signed parameter (`url`).
+# `/click?email_id=…&[scope=email&][t=…&]url=…&user_id=…&sig=…`: changing the destination, the
+# email or the user breaks the signature, so the click route redirects only where the sender
+# pointed (and a pixel URL, having no `url`, is no click URL).
+CLICK_PATH = "/click"
+URL_PARAM = "url"
+USER_PARAM = "user_id"
+SCOPE_PARAM = "scope"
+# Email-scoped signatures cover the email and the link but not `user_id`, which an ESP's merge
+# tag fills in per recipient after signing. Anyone holding such a URL can change the user id
+# (never the destination), so clicks may be attributed to the wrong person: off by default.
+EMAIL_SCOPE = "email"
+
+
+def click_endpoint(base_url: str) -> str:
+    """`…/click` on the service at `base_url`, which may be the pixel URL (`…/pixel`)."""
+    endpoint = base_url.rstrip("/")
+    if endpoint.endswith("/pixel"):
+        endpoint = endpoint[: -len("/pixel")]
+    return endpoint if endpoint.endswith(CLICK_PATH) else endpoint + CLICK_PATH
+
+
+class ClickSigner:
+    """Click URLs of one email, signed fast enough for 10,000 recipients x 50 links.
+
+    The canonical string sorts by name, and `user_id` sorts after every other click
+    parameter (`email_id`, `scope`, `t`, `url`), so the canonical string of a click is the
+    canonical string of its link's parameters followed by `&user_id=…`. The HMAC of that
+    common part is computed once per link and copied per recipient: the same bytes `sign`
+    would hash (the tests compare both), a fraction of the work.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        email_id: str,
+        secret: str | None,
+        *,
+        t: int | None = None,
+        email_scoped: bool = False,
+    ) -> None:
+        self.endpoint = click_endpoint(base_url)
+        self.secret = secret
+        self.email_scoped = email_scoped
+        self._fixed: dict[str, str] = {"email_id": email_id}
+        if t is not None:
+            self._fixed[TIME_PARAM] = str(int(t))
+        if email_scoped:
+            self._fixed[SCOPE_PARAM] = EMAIL_SCOPE
+        self._key = hmac.new(secret.encode("utf-8"), digestmod=hashlib.sha256) if secret else None
+        self._links: dict[str, tuple[str, hmac.HMAC | None]] = {}
+
+    def _link(self, destination: str) -> tuple[str, hmac.HMAC | None]:
+        cached = self._links.get(destination)
+        if cached is None:
+            query = canonical({**self._fixed, URL_PARAM: destination})
+            state = None
+            if self._key is not None:
+                state = self._key.copy()
+                state.update(query.encode("ascii"))
+            cached = self._links[destination] = (query, state)
+        return cached
+
+    def url(self, destination: str, user_id: str) -> str:
+        """The click URL of `destination` for `user_id`.
+
+        Email-scoped: `user_id` is appended after `sig`, outside the signature, exactly as
+        given: pass the ESP's merge tag (`{{user_id}}`, `*|UNIQID|*`, …), which the ESP fills in.
+        """
+        query, state = self._link(destination)
+        if self.email_scoped:
+            if state is not None:
+                query += f"&{SIG_PARAM}={_sig_of(state.copy())}"
+            return f"{self.endpoint}?{query}&{USER_PARAM}={user_id}"
+        user = f"&{USER_PARAM}={_encode(user_id)}"
+        if state is None:
+            return f"{self.endpoint}?{query}{user}"
+        state = state.copy()
+        state.update(user.encode("ascii"))
+        return f"{self.endpoint}?{query}{user}&{SIG_PARAM}={_sig_of(state)}"
+
+
+def _sig_of(state: hmac.HMAC) -> str:
+    return base64.urlsafe_b64encode(state.digest()).decode("ascii").rstrip("=")[:SIG_LENGTH]
+
+
+def make_click_url(
+    base_url: str,
+    email_id: str,
+    user_id: str,
+    destination: str,
+    secret: str | None,
+    t: int | None = None,
+) -> str:
+    """One signed click URL: a click on it is recorded and redirected (302) to `destination`."""
+    return ClickSigner(base_url, email_id, secret, t=t).url(destination, user_id)
+
+
 def release(
     event: OpenEvent, secrets: Sequence[str], *, max_age_seconds: int | None = None
 ) -> tuple[OpenEvent | None, str]:

@@ -110,6 +110,7 @@ def settings(dynamodb_local: DynamoDBLocal, tmp_path: Path) -> Settings:
     return Settings(
         table=f"test-events-{os.getpid()}-{number}",
         meta_table=f"test-meta-{os.getpid()}-{number}",
+        clicks_table=f"test-clicks-{os.getpid()}-{number}",
         endpoint_url=dynamodb_local.endpoint_url,
         data_dir=str(tmp_path / "data"),
         log_level="DEBUG",
@@ -123,14 +124,14 @@ def ddb(settings: Settings) -> Any:
 
 @pytest.fixture
 def table(settings: Settings, ddb: Any) -> str:
-    """Creates both tables (events and meta) for this test; returns the events table's name."""
-    ensure_tables(ddb, settings.table, settings.meta_table)
+    """Creates the tables (events, meta, clicks) for this test; returns the events table's name."""
+    ensure_tables(ddb, settings.table, settings.meta_table, settings.clicks_table)
     return settings.table
 
 
 @pytest.fixture
 def store(settings: Settings, ddb: Any, table: str) -> EventStore:
-    return EventStore(ddb, table)
+    return EventStore(ddb, table, settings.clicks_table)
 
 
 @pytest.fixture
@@ -189,6 +190,7 @@ def lambda_handler(settings: Settings, table: str, monkeypatch: pytest.MonkeyPat
     routes it to (`pixel` or `api`)."""
     monkeypatch.setenv("MAILPIXEL_TABLE", settings.table)
     monkeypatch.setenv("MAILPIXEL_META_TABLE", settings.meta_table)
+    monkeypatch.setenv("MAILPIXEL_CLICKS_TABLE", settings.clicks_table)
     monkeypatch.setenv("DYNAMODB_ENDPOINT_URL", settings.endpoint_url or "")
     monkeypatch.setenv("MAILPIXEL_DATA_DIR", settings.data_dir)
     monkeypatch.setenv("AWS_REGION", settings.region)

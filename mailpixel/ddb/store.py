@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from mailpixel.ddb.codec import plain_item
+from mailpixel.model.clicks import ClickEvent
 from mailpixel.model.events import OpenEvent
-from mailpixel.model.keys import USER_INDEX
+from mailpixel.model.keys import CLICK_KEY, OPEN_KEY, USER_INDEX
 from mailpixel.model.query import UPPER, BadQuery, time_bound
 
 if TYPE_CHECKING:
@@ -34,19 +35,28 @@ class Page:
 
 
 class EventStore:
-    """Writes open events and reads them back by email or by user."""
+    """Writes open events (and clicks, into their own table) and reads opens back by email or user."""
 
-    def __init__(self, client: DynamoDBClient, table: str) -> None:
+    def __init__(self, client: DynamoDBClient, table: str, clicks_table: str | None = None) -> None:
         self.client = client
         self.table = table
+        self.clicks_table = clicks_table
 
-    def put_event(self, event: OpenEvent) -> bool:
-        """Write the event once. False when an item with its key already exists (a retry)."""
+    def put_event(self, event: OpenEvent | ClickEvent) -> bool:
+        """Write the event once. False when an item with its key already exists (a retry).
+
+        Opens go to the events table, clicks to the clicks table: one entry point, so the
+        recorder, the drain and replay handle both kinds the same way."""
+        table, sort_key = self.table, OPEN_KEY
+        if isinstance(event, ClickEvent):
+            if not self.clicks_table:
+                raise ValueError("no clicks table configured")
+            table, sort_key = self.clicks_table, CLICK_KEY
         try:
             self.client.put_item(
-                TableName=self.table,
+                TableName=table,
                 Item=event.to_item(),
-                ConditionExpression="attribute_not_exists(open_key)",
+                ConditionExpression=f"attribute_not_exists({sort_key})",
             )
         except self.client.exceptions.ConditionalCheckFailedException:
             return False

@@ -1,4 +1,4 @@
-"""Drains the SQS fallback queue back into the events table.
+"""Drains the SQS fallback queue back into the events table (opens) and the clicks table (clicks).
 
 The pixel sends an open here only when its DynamoDB write failed. SQS redelivers what this
 function reports as failed, and after the queue's `maxReceiveCount` moves it to the dead-letter
@@ -19,6 +19,7 @@ from typing import Any
 
 from mailpixel.ddb.store import EventStore
 from mailpixel.logs import get_logger
+from mailpixel.model.clicks import ClickEvent, event_from_json
 from mailpixel.model.events import OpenEvent
 from mailpixel.secrets import SigningKeys
 from mailpixel.signing import release
@@ -26,13 +27,13 @@ from mailpixel.signing import release
 log = get_logger("drain.handler")
 
 
-def event_from_body(body: str) -> OpenEvent:
-    """Raises ValueError for anything that is not a serialised OpenEvent."""
+def event_from_body(body: str) -> OpenEvent | ClickEvent:
+    """Raises ValueError for anything that is not a serialised open or click event."""
     data = json.loads(body)
     if not isinstance(data, dict) or not data.get("email_id"):
         raise ValueError("not an open event")
     try:
-        return OpenEvent.from_json(data)
+        return event_from_json(data)
     except TypeError as exc:
         raise ValueError(f"not an open event: {exc}") from None
 
@@ -41,10 +42,11 @@ class SecretsNotLoaded(RuntimeError):
     """A quarantined open cannot be verified yet: no signing secrets in this process."""
 
 
-def verified(event: OpenEvent, keys: SigningKeys | None) -> OpenEvent | None:
-    """The open to store: itself, or a quarantined one once verified; None when it fails to
-    verify (it would have been refused). Raises SecretsNotLoaded when it cannot be told yet."""
-    if event.unverified is None:
+def verified(event: OpenEvent | ClickEvent, keys: SigningKeys | None) -> OpenEvent | ClickEvent | None:
+    """The event to store: itself, or a quarantined open once verified; None when it fails to
+    verify (it would have been refused). Raises SecretsNotLoaded when it cannot be told yet.
+    Clicks are never quarantined (`/click` refuses what it cannot verify)."""
+    if isinstance(event, ClickEvent) or event.unverified is None:
         return event
     secrets = keys.current() if keys is not None else None
     if not secrets:

@@ -11,11 +11,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from mailpixel.config import Settings
 from mailpixel.ddb.codec import plain_item
 from mailpixel.ddb.update import update
+from mailpixel.enrich.classify.clicks import seconds_since_issue
 from mailpixel.enrich.classify.machine import classify, named_client
 from mailpixel.enrich.classify.ranges import IpRanges, shipped_ranges
 from mailpixel.enrich.classify.user_agents import parse_client
@@ -56,15 +57,28 @@ class Pending:
     opened_epoch: float | None = None
 
 
-def enrichment_for(event: Mapping[str, Any], ranges: IpRanges) -> tuple[dict[str, Any], str | None]:
-    """Client, verdict and its evidence for one event (no I/O); `geo` too when the open came
-    through a proxy (no lookup then), else geo is looked up later; enriched_at is added last."""
+def with_seconds_since_issue(evidence: dict[str, Any], event: Mapping[str, Any]) -> dict[str, Any]:
+    """The verdict's evidence plus the seconds from the URL's signed `t` to the open, when the
+    URL had one (a scanner fetches within seconds of delivery; a person rarely does)."""
+    seconds = seconds_since_issue(event.get("issued_t"), _opened(event))
+    return evidence if seconds is None else {**evidence, "seconds_since_issue": seconds}
+
+
+def request_of(event: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    """(user agent, address to classify and locate: the full one) of an open or a click."""
     user_agent = event.get("user_agent")
     if user_agent is not None and not isinstance(user_agent, str):
         raise PoisonRecord("user_agent is not a string")
     lookup_ip = event.get("pending_ip") or event.get("ip")
     if lookup_ip is not None and not isinstance(lookup_ip, str):
         raise PoisonRecord("ip is not a string")
+    return user_agent, lookup_ip
+
+
+def enrichment_for(event: Mapping[str, Any], ranges: IpRanges) -> tuple[dict[str, Any], str | None]:
+    """Client, verdict and its evidence for one event (no I/O); `geo` too when the open came
+    through a proxy (no lookup then), else geo is looked up later; enriched_at is added last."""
+    user_agent, lookup_ip = request_of(event)
     client = parse_client(user_agent)
     verdict = classify(user_agent, lookup_ip, client, ranges)
     enrichment: dict[str, Any] = {
@@ -72,7 +86,7 @@ def enrichment_for(event: Mapping[str, Any], ranges: IpRanges) -> tuple[dict[str
         "machine_open": verdict.machine_open,
         "machine_reason": verdict.machine_reason,
         "proxy": verdict.proxy,
-        "evidence": verdict.evidence(),
+        "evidence": with_seconds_since_issue(verdict.evidence(), event),
     }
     preset = proxy_geo(verdict.proxy, ranges.place(lookup_ip))
     if preset is not None:
@@ -91,8 +105,9 @@ def unwritable(event: Mapping[str, Any]) -> str | None:
     return None
 
 
-def parse_record(record: Any) -> tuple[str, dict[str, Any] | None]:
-    """(SequenceNumber, event) for an INSERT; (SequenceNumber, None) for a record to skip."""
+def parse_record(record: Any, sort_key: str = "open_key") -> tuple[str, dict[str, Any] | None]:
+    """(SequenceNumber, event) for an INSERT; (SequenceNumber, None) for a record to skip.
+    `sort_key` is the table's (`click_key` for the clicks table's stream)."""
     if not isinstance(record, Mapping):
         raise PoisonRecord("record is not an object")
     data = record.get("dynamodb")
@@ -109,25 +124,40 @@ def parse_record(record: Any) -> tuple[str, dict[str, Any] | None]:
         event = plain_item(dict(image))
     except Exception as exc:  # noqa: BLE001 - any undecodable value makes the record poison
         raise PoisonRecord(f"record {sequence}: bad attribute value ({exc})") from None
-    if not isinstance(event.get("email_id"), str) or not isinstance(event.get("open_key"), str):
-        raise PoisonRecord(f"record {sequence} has no email_id/open_key")
+    if not isinstance(event.get("email_id"), str) or not isinstance(event.get(sort_key), str):
+        raise PoisonRecord(f"record {sequence} has no email_id/{sort_key}")
     if "enriched_at" in event:
         return sequence, None
     return sequence, event
 
 
+class Writer(Protocol):
+    client: DynamoDBClient
+
+    def write(self, event: Mapping[str, Any], enrichment: Mapping[str, Any]) -> bool: ...
+
+
 class StreamHandler:
-    """Callable as a Lambda handler: `handler(event, context)`."""
+    """Callable as a Lambda handler: `handler(event, context)`.
+
+    `parse`, `enrich_item` and `event_time` default to the opens' own; the clicks' stream
+    handler (`mailpixel/enrich/clicks.py`) passes its own and reuses the rest (clicks have no
+    aggregate keys, so `unwritable` does not apply to them: `set_aside_unwritable=False`)."""
 
     def __init__(
         self,
         settings: Settings,
         *,
-        writer: EnrichmentWriter,
+        writer: Writer,
         geolocator: Geolocator,
         ranges: IpRanges | None = None,
         metrics: Metrics | None = None,
         clock: Callable[[], float] = time.time,
+        parse: Callable[[Any], tuple[str, dict[str, Any] | None]] | None = None,
+        enrich_item: Callable[[Mapping[str, Any], IpRanges], tuple[dict[str, Any], str | None]] | None = None,
+        event_time: Callable[[Mapping[str, Any]], float | None] | None = None,
+        before_write: Callable[[Mapping[str, Any], Mapping[str, Any]], None] | None = None,
+        set_aside_unwritable: bool = True,
     ) -> None:
         self.settings = settings
         self.writer = writer
@@ -135,6 +165,13 @@ class StreamHandler:
         self.ranges = ranges or shipped_ranges()
         self.metrics = metrics or geolocator.metrics
         self.clock = clock
+        self.parse = parse or parse_record
+        self.enrich_item = enrich_item or enrichment_for
+        self.event_time = event_time or _opened
+        # Webhooks (enrich/webhooks.py): called with the finished enrichment before the write; if
+        # it raises, the record is retried, so its events go out at least once.
+        self.before_write = before_write
+        self.set_aside_unwritable = set_aside_unwritable
 
     def __call__(self, event: Mapping[str, Any], context: Any = None) -> dict[str, list[dict[str, str]]]:
         records = event.get("Records") if isinstance(event, Mapping) else None
@@ -142,21 +179,21 @@ class StreamHandler:
         pending: list[Pending] = []
         for record in records if isinstance(records, list) else []:
             try:
-                sequence, item = parse_record(record)
+                sequence, item = self.parse(record)
             except PoisonRecord as exc:
                 self._poison(record, exc, failures)
                 continue
             if item is None:
                 continue
-            if (why := unwritable(item)) is not None:
+            if self.set_aside_unwritable and (why := unwritable(item)) is not None:
                 self._set_aside(sequence, item, why, failures)
                 continue
             try:
-                enrichment, lookup_ip = enrichment_for(item, self.ranges)
+                enrichment, lookup_ip = self.enrich_item(item, self.ranges)
             except Exception as exc:  # noqa: BLE001 - one bad record is reported, the rest go on
                 self._poison(record, exc, failures)
                 continue
-            pending.append(Pending(sequence, item, enrichment, lookup_ip, _opened(item)))
+            pending.append(Pending(sequence, item, enrichment, lookup_ip, self.event_time(item)))
 
         try:
             geo = self.geolocator.locate(ip for p in pending if (ip := address_to_look_up(p)))
@@ -175,6 +212,8 @@ class StreamHandler:
                 continue
             enrichment = self._finish(entry, geo, unavailable=unavailable)
             try:
+                if self.before_write is not None:
+                    self.before_write(entry.event, enrichment)
                 if self.writer.write(entry.event, enrichment):
                     written += 1
                 else:
@@ -258,12 +297,13 @@ def _sequence(record: Any) -> str | None:
     return sequence if isinstance(sequence, str) and sequence else None
 
 
-def _opened(event: Mapping[str, Any]) -> float | None:
-    """The open's time in epoch seconds (the stream's own timestamp is rounded, too coarse)."""
+def _opened(event: Mapping[str, Any], field: str = "opened_at") -> float | None:
+    """The open's (`field`: the click's) time in epoch seconds (the stream's own timestamp is
+    rounded, too coarse)."""
     from datetime import datetime
 
     try:
-        return datetime.fromisoformat(str(event.get("opened_at", "")).replace("Z", "+00:00")).timestamp()
+        return datetime.fromisoformat(str(event.get(field, "")).replace("Z", "+00:00")).timestamp()
     except ValueError:
         return None
 
@@ -315,6 +355,8 @@ def build_handler(
     metrics: Metrics | None = None,
     ranges: IpRanges | None = None,
     backoff_sleep_limit_seconds: float = 2.0,
+    make_writer: Callable[[DynamoDBClient, Settings], Writer] = EnrichmentWriter,
+    **hooks: Any,
 ) -> StreamHandler:
     """Everything the handler needs, built once (per cold start, or per local poller).
 
@@ -334,5 +376,7 @@ def build_handler(
         cache_seconds=cache_seconds,
         backoff_sleep_limit_seconds=backoff_sleep_limit_seconds,
     )
-    writer = EnrichmentWriter(ddb, settings)
-    return StreamHandler(settings, writer=writer, geolocator=geolocator, ranges=ranges, metrics=metrics)
+    writer = make_writer(ddb, settings)
+    return StreamHandler(
+        settings, writer=writer, geolocator=geolocator, ranges=ranges, metrics=metrics, **hooks
+    )

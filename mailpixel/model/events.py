@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from mailpixel.model.keys import open_key
 
@@ -93,6 +93,11 @@ class OpenEvent:
     # fallback, never written to the table as it is: the drain function or `mailpixel replay`
     # verifies these against the secrets first (`mailpixel.signing.release`).
     unverified: list[list[str]] | None = None
+    # The URL's signed issue time `t` (epoch seconds), when it had one: enrichment keeps the
+    # seconds from it to the open as evidence (`seconds_since_issue`).
+    issued_t: int | None = None
+
+    kind: ClassVar[str] = "open"  # names its metrics and log lines; a click's is "click"
 
     @property
     def open_key(self) -> str:
@@ -115,13 +120,21 @@ class OpenEvent:
             "request_id": {"S": self.request_id},
             "expires_at": {"N": str(self.expires_at)},
         }
-        for name in ("user_id", "ip", "user_agent", "pending_ip"):
-            value = getattr(self, name)
-            if value:
-                item[name] = {"S": value}
-        if self.signed is not None:
-            item["signed"] = {"BOOL": self.signed}
+        item.update(optional_attributes(self, ("user_id", "ip", "user_agent", "pending_ip")))
         return item
+
+
+def optional_attributes(event: Any, strings: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """What opens and clicks store only when known: the `strings` that are set, `signed` and
+    `issued_t`."""
+    item: dict[str, dict[str, Any]] = {
+        name: {"S": value} for name in strings if (value := getattr(event, name))
+    }
+    if event.signed is not None:
+        item["signed"] = {"BOOL": event.signed}
+    if event.issued_t is not None:
+        item["issued_t"] = {"N": str(event.issued_t)}
+    return item
 
 
 def build_open_event(
@@ -132,6 +145,7 @@ def build_open_event(
     retention_seconds: int,
     stored_ip: str | None,
     signed: bool | None = None,
+    issued_t: int | None = None,
 ) -> OpenEvent:
     pending = facts.ip if facts.ip and stored_ip != facts.ip else None
     return OpenEvent(
@@ -144,4 +158,5 @@ def build_open_event(
         user_agent=facts.user_agent or None,
         signed=signed,
         pending_ip=pending,
+        issued_t=issued_t,
     )

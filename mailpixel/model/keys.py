@@ -12,6 +12,10 @@ Meta table (MetaTable), `pk` / `sk`:
 - `email#ID / opener#USER`: the unique-opener marker.
 - `geo#IP / geo`: the shared geolocation cache (with `MAILPIXEL_IP_STORAGE=truncated|none`, IP
   is the address's /24 or /48 network, never the full address).
+
+Clicks table (ClicksTable): partition `email_id`, sort `click_key` = `<clicked_at>#<request_id>`
+(the same shape as `open_key`), and its own `by_user` index (`user_id`, `click_key`). Clicks
+live apart so that a query of the events table returns opens only.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ from __future__ import annotations
 from typing import Any
 
 USER_INDEX = "by_user"
+OPEN_KEY = "open_key"
+CLICK_KEY = "click_key"
 OPEN_KEY_SEPARATOR = "#"
 
 STATS_SK = "stats"
@@ -36,6 +42,10 @@ Key = dict[str, dict[str, str]]
 
 def open_key(opened_at: str, request_id: str) -> str:
     return f"{opened_at}{OPEN_KEY_SEPARATOR}{request_id}"
+
+
+def click_key(clicked_at: str, request_id: str) -> str:
+    return open_key(clicked_at, request_id)
 
 
 def event_key(email_id: str, open_key_value: str) -> Key:
@@ -70,6 +80,11 @@ def day_sk(day: str) -> str:
 
 def opener_sk(user_id: str) -> str:
     return f"{_OPENER}{user_id}"
+
+
+def webhook_open_sk(user_id: str) -> str:
+    """`email#ID / webhook_open#USER`: the first human open of the email by USER was sent."""
+    return f"webhook_open#{user_id}"
 
 
 def geo_key(ip: str) -> Key:

@@ -42,6 +42,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         settings = settings.with_overrides(
             table=f"mailpixel-{args.stage}-events",
             meta_table=f"mailpixel-{args.stage}-meta",
+            clicks_table=f"mailpixel-{args.stage}-clicks",
             endpoint_url=None,
         )
     if getattr(args, "table", None):
@@ -57,7 +58,7 @@ def _store(settings: Settings) -> Any:
     from mailpixel.aws import dynamodb_client
     from mailpixel.ddb.store import EventStore
 
-    return EventStore(dynamodb_client(settings), settings.table)
+    return EventStore(dynamodb_client(settings), settings.table, settings.clicks_table)
 
 
 # A spreadsheet evaluates a cell that starts with one of these as a formula, and every recipient
@@ -233,6 +234,19 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 0 if result["failed"] == 0 and result["unverified"] == 0 else 1
 
 
+def signing_secret(settings: Settings, unsigned: str) -> str | None:
+    """The secret that signs (the first one), from the environment or its SSM parameter; with
+    none, a warning that says what is `unsigned`."""
+    secrets = _signing_keys(settings).current() or ()
+    if not secrets:
+        print(
+            f"mailpixel: warning: no signing secret (MAILPIXEL_SIGNING_SECRETS): {unsigned} "
+            "and only a mailpixel without signing secrets records them",
+            file=sys.stderr,
+        )
+    return secrets[0] if secrets else None
+
+
 def cmd_url(args: argparse.Namespace) -> int:
     import html
     import time
@@ -240,18 +254,12 @@ def cmd_url(args: argparse.Namespace) -> int:
     from mailpixel.signing import make_url
 
     settings = Settings.from_env(local_default=True)
-    secrets = _signing_keys(settings).current() or ()
-    if not secrets:
-        print(
-            "mailpixel: warning: no signing secret (MAILPIXEL_SIGNING_SECRETS): this URL is unsigned "
-            "and only a pixel without signing secrets records it",
-            file=sys.stderr,
-        )
+    secret = signing_secret(settings, "this URL is unsigned")
     base_url = args.base_url or settings.public_base_url or f"http://127.0.0.1:{settings.port}"
     # With a maximum age the pixel refuses a URL without `t`, so it is added whatever the flag.
     issued = int(time.time()) if args.with_time or settings.signature_max_age_days else None
     try:
-        url = make_url(base_url, args.email_id, args.user_id, secrets[0] if secrets else None, t=issued)
+        url = make_url(base_url, args.email_id, args.user_id, secret, t=issued)
     except ValueError as exc:  # an ID the pixel would cut
         print(f"mailpixel: {exc}", file=sys.stderr)
         return 2
@@ -274,7 +282,7 @@ def cmd_forget(args: argparse.Namespace) -> int:
     from mailpixel.ops.erasure import Eraser, forget_in_files, local_data_files
 
     settings = _settings(args)
-    eraser = Eraser(dynamodb_client(settings), settings.table, settings.meta_table)
+    eraser = Eraser(dynamodb_client(settings), settings.table, settings.meta_table, settings.clicks_table)
     if args.user_id is not None:
         who, result = {"user_id": args.user_id}, eraser.forget_user(args.user_id)
     else:
@@ -315,6 +323,10 @@ def _add_target(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from mailpixel.ops.clicks_cli import add_parser as add_clicks_command
+    from mailpixel.ops.instrument_cli import add_parser as add_instrument_command
+    from mailpixel.ops.webhooks_cli import add_parser as add_webhooks_command
+
     parser = argparse.ArgumentParser(prog="mailpixel", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -366,6 +378,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     url.add_argument("--format", choices=("text", "json"), default="text")
     url.set_defaults(func=cmd_url)
+
+    add_instrument_command(commands)
+    add_webhooks_command(commands)
+    add_clicks_command(commands, _add_target)
 
     forget = commands.add_parser("forget", help="delete every item about one user or one email (erasure)")
     subject = forget.add_mutually_exclusive_group(required=True)

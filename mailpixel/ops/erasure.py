@@ -4,11 +4,13 @@ What a user's data is, by the data model's contract:
 - their open events, found through the `by_user` index (their email ids are not known up
   front, and the index is the only way to reach events of emails nobody names);
 - meta items under `user#<user_id>` (per-user stats and anything else kept per user);
-- for each email they opened, the unique-opener marker `email#<email_id>` / `opener#<user_id>`.
+- for each email they opened, the unique-opener marker `email#<email_id>` / `opener#<user_id>`;
+- their clicks (the clicks table's `by_user` index) and, for each email they opened or
+  clicked, the webhook marker `email#<email_id>` / `webhook_open#<user_id>`.
 Per-email and per-day counts are anonymous numbers and stay as they are.
 
-An email's data is its events (the table's partition) and every meta item under
-`email#<email_id>` (stats, day counts, opener markers).
+An email's data is its events (the table's partition), its clicks, and every meta item under
+`email#<email_id>` (stats, day counts, opener and webhook markers).
 
 Outside the tables, `forget_in_files` reaches what the local stack keeps on disk: the fallback
 file and its leftovers, and the enrichment failure file (`local_data_files`).
@@ -30,7 +32,16 @@ from mailpixel.ddb.batch import batch_get, batch_write
 from mailpixel.ddb.store import EventStore, paged
 from mailpixel.files import open_private
 from mailpixel.logs import get_logger
-from mailpixel.model.keys import Key, email_pk, event_key, meta_key, opener_sk, user_pk
+from mailpixel.model.keys import (
+    CLICK_KEY,
+    Key,
+    email_pk,
+    event_key,
+    meta_key,
+    opener_sk,
+    user_pk,
+    webhook_open_sk,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -46,6 +57,7 @@ class ErasureResult:
     events: int
     meta: int
     emails: int
+    clicks: int = 0
 
     def to_json(self) -> dict[str, int]:
         return asdict(self)
@@ -62,10 +74,13 @@ def _unique(keys: Iterable[Key]) -> list[Key]:
 class Eraser:
     """Deletes by key with batched calls, retrying what DynamoDB leaves unprocessed."""
 
-    def __init__(self, client: DynamoDBClient, events_table: str, meta_table: str) -> None:
+    def __init__(
+        self, client: DynamoDBClient, events_table: str, meta_table: str, clicks_table: str | None = None
+    ) -> None:
         self.client = client
         self.events_table = events_table
         self.meta_table = meta_table
+        self.clicks_table = clicks_table
 
     def forget_user(self, user_id: str) -> ErasureResult:
         opens = EventStore(self.client, self.events_table).iter_opens(user_id=user_id)
@@ -75,10 +90,14 @@ class Eraser:
             event_keys.append(event_key(item["email_id"], item["open_key"]))
             emails.add(item["email_id"])
         events = self._delete_existing(self.events_table, EVENT_KEY, event_keys)
+        clicks, clicked = self._forget_clicks(user_id=user_id)
         meta_keys = list(self._meta_keys(user_pk(user_id)))
         meta_keys += [meta_key(email_pk(email), opener_sk(user_id)) for email in sorted(emails)]
+        meta_keys += [
+            meta_key(email_pk(email), webhook_open_sk(user_id)) for email in sorted(emails | clicked)
+        ]
         meta = self._delete_existing(self.meta_table, META_KEY, meta_keys)
-        result = ErasureResult(events=events, meta=meta, emails=len(emails))
+        result = ErasureResult(events=events, meta=meta, emails=len(emails | clicked), clicks=clicks)
         log.info("forgot_user", extra={"counts": result.to_json()})
         return result
 
@@ -86,10 +105,28 @@ class Eraser:
         opens = EventStore(self.client, self.events_table).iter_opens(email_id=email_id)
         event_keys = [event_key(item["email_id"], item["open_key"]) for item in opens]
         events = self._delete_existing(self.events_table, EVENT_KEY, event_keys)
+        clicks, _ = self._forget_clicks(email_id=email_id)
         meta = self._delete_existing(self.meta_table, META_KEY, list(self._meta_keys(email_pk(email_id))))
-        result = ErasureResult(events=events, meta=meta, emails=1 if events or meta else 0)
+        result = ErasureResult(
+            events=events, meta=meta, emails=1 if events or meta or clicks else 0, clicks=clicks
+        )
         log.info("forgot_email", extra={"counts": result.to_json()})
         return result
+
+    def _forget_clicks(self, **who: str) -> tuple[int, set[str]]:
+        """Delete the clicks of `email_id=` or `user_id=`; (how many, which emails)."""
+        if not self.clicks_table:
+            return 0, set()
+        from mailpixel.ops.clicks_cli import iter_clicks
+
+        try:
+            rows = list(iter_clicks(self.client, self.clicks_table, **who))
+        except self.client.exceptions.ResourceNotFoundException:
+            log.warning("no_clicks_table", extra={"table": self.clicks_table})  # no table, no clicks
+            return 0, set()
+        keys = [{"email_id": {"S": r["email_id"]}, CLICK_KEY: {"S": r[CLICK_KEY]}} for r in rows]
+        deleted = self._delete_existing(self.clicks_table, ("email_id", CLICK_KEY), keys)
+        return deleted, {str(r["email_id"]) for r in rows}
 
     def _meta_keys(self, pk: str) -> Iterator[Key]:
         kwargs: dict[str, Any] = {

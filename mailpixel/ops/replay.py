@@ -1,4 +1,5 @@
-"""Re-drive open events kept outside the table back into it. Idempotent: the key decides.
+"""Re-drive open (and click) events kept outside their table back into it. Idempotent: the key
+decides.
 
 Opens the pixel quarantined unverified (signing configured, secrets not loaded) are verified
 against `secrets` first: stored as signed when they verify, dropped as `rejected` when they do
@@ -14,8 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mailpixel.files import open_private
-from mailpixel.model.events import OpenEvent
-from mailpixel.pixel.recorder import UNSTORED_MESSAGE
+from mailpixel.model.clicks import event_from_json
+from mailpixel.pixel.recorder import UNSTORED_MESSAGES, Event
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
     from mailpixel.secrets import SigningKeys
 
 
-def _put_one(store: EventStore, event: OpenEvent, keys: SigningKeys | None) -> str:
+def _put_one(store: EventStore, event: Event, keys: SigningKeys | None) -> str:
     """`stored`, `duplicate`, `rejected` (failed to verify), `unverified` or `failed` (kept)."""
     try:
         ready = verified(event, keys)
@@ -41,10 +42,10 @@ def _put_one(store: EventStore, event: OpenEvent, keys: SigningKeys | None) -> s
 
 
 def _put_all(
-    store: EventStore, events: Iterable[OpenEvent], keys: SigningKeys | None = None
-) -> tuple[dict[str, int], list[OpenEvent]]:
+    store: EventStore, events: Iterable[Event], keys: SigningKeys | None = None
+) -> tuple[dict[str, int], list[Event]]:
     result = dict.fromkeys(("stored", "duplicate", "failed", "rejected", "unverified"), 0)
-    kept: list[OpenEvent] = []
+    kept: list[Event] = []
     for event in events:
         outcome = _put_one(store, event, keys)
         result[outcome] += 1
@@ -53,14 +54,15 @@ def _put_all(
     return result, kept
 
 
-def _parse_lines(lines: Iterable[str]) -> tuple[list[OpenEvent], list[str]]:
+def _parse_lines(lines: Iterable[str]) -> tuple[list[Event], list[str]]:
     """Events, and the lines that are none (cut short by a crash, edited by hand): kept, not lost."""
-    events, unreadable = [], []
+    events: list[Event] = []
+    unreadable: list[str] = []
     for line in lines:
         if not line.strip():
             continue
         try:
-            events.append(OpenEvent.from_json(json.loads(line)))
+            events.append(event_from_json(json.loads(line)))
         except (ValueError, TypeError, AttributeError):  # AttributeError: JSON, but not an object
             unreadable.append(line)
     return events, unreadable
@@ -99,19 +101,19 @@ def replay_file(store: EventStore, path: Path, keys: SigningKeys | None = None) 
     return {**summary, "unreadable_kept_in": str(kept)} if unreadable else summary
 
 
-def events_from_log(lines: Iterable[str]) -> list[OpenEvent]:
-    """Events carried by `open_not_stored` JSON log lines (other lines are ignored)."""
-    events = []
+def events_from_log(lines: Iterable[str]) -> list[Event]:
+    """Events carried by `open_not_stored` / `click_not_stored` JSON log lines (others are ignored)."""
+    events: list[Event] = []
     for line in lines:
         start = line.find("{")
-        if start < 0 or UNSTORED_MESSAGE not in line:
+        if start < 0 or not any(message in line for message in UNSTORED_MESSAGES):
             continue
         try:
             record = json.loads(line[start:])
         except ValueError:
             continue
-        if record.get("message") == UNSTORED_MESSAGE and isinstance(record.get("event"), dict):
-            events.append(OpenEvent.from_json(record["event"]))
+        if record.get("message") in UNSTORED_MESSAGES and isinstance(record.get("event"), dict):
+            events.append(event_from_json(record["event"]))
     return events
 
 

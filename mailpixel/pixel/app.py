@@ -1,4 +1,4 @@
-"""The pixel function's Flask app: `/pixel` and `/health`, nothing else.
+"""The pixel function's Flask app: `/pixel`, `/click` (pixel/click.py) and `/health`, nothing else.
 
 Routes only route; the work lives in `record.py` (request → event) and `recorder.py` (event →
 table or fallback). The query API and dashboard are another function with another role
@@ -16,6 +16,7 @@ from mailpixel import __version__
 from mailpixel.config import Settings
 from mailpixel.ddb.store import EventStore
 from mailpixel.logs import Metrics, configure, get_logger
+from mailpixel.pixel.click import register_click_route
 from mailpixel.pixel.gif import gif_response
 from mailpixel.pixel.record import Components, record_open
 from mailpixel.pixel.recorder import Fallback, FileFallback, OpenRecorder, SqsFallback
@@ -75,7 +76,7 @@ def create_app(
     if store is None:
         from mailpixel.aws import dynamodb_client
 
-        store = EventStore(dynamodb_client(settings, fast=True), settings.table)
+        store = EventStore(dynamodb_client(settings, fast=True), settings.table, settings.clicks_table)
     recorder = OpenRecorder(store, fallback if fallback is not None else default_fallback(settings), metrics)
 
     # No implicit /static route: nothing here serves files.
@@ -102,5 +103,6 @@ def create_app(
             return jsonify(status="ok", version=__version__)
         return jsonify(status="ok", version=__version__, table=settings.table, counters=metrics.snapshot())
 
+    register_click_route(app, app.extensions[EXTENSION])
     register_error_pages(app, metrics)
     return app

@@ -35,6 +35,13 @@ class Components:
     keys: SigningKeys
 
 
+def request_facts(user_agent: str) -> RequestFacts:
+    """The current request's id, arrival time and peer address (opens and clicks alike)."""
+    return RequestFacts.from_lambda_event(
+        request.environ.get("serverless.event"), ip=request.remote_addr or "", user_agent=user_agent
+    )
+
+
 def record_open(parts: Components) -> None:
     """Record the open of the current Flask request, or log and count why not."""
     query = query_params(request.query_string)
@@ -59,17 +66,15 @@ def record_open(parts: Components) -> None:
             log.warning("pixel_signature_rejected", extra={"reason": why, "email_id": params.email_id})
             parts.metrics.count(f"pixel_{why}", reason=why)
             return
-    ip = request.remote_addr or ""
-    facts = RequestFacts.from_lambda_event(
-        request.environ.get("serverless.event"), ip=ip, user_agent=user_agent
-    )
+    facts = request_facts(user_agent)
     event = build_open_event(
         email_id=params.email_id,
         user_id=params.user_id,
         facts=facts,
         retention_seconds=parts.settings.retention_seconds,
-        stored_ip=stored_ip(ip, parts.settings.ip_storage),
+        stored_ip=stored_ip(facts.ip, parts.settings.ip_storage),
         signed=bool(secrets),
+        issued_t=int(params.t) if params.t.isdigit() else None,
     )
     if secrets is None:
         # Signing is configured but its secrets are not loaded: neither verified nor refusable.

@@ -5,21 +5,19 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from playwright.sync_api import Page, sync_playwright
-from werkzeug.serving import make_server
 
 from mailpixel.api.app import create_api_app
-from mailpixel.ops.local.stack import free_port
 from mailpixel.ops.local.wsgi import combined_app
 from mailpixel.pixel.app import create_app
 from tests.conftest import ARTIFACTS, ROOT
 from tests.integration.test_aggregates import make_events, seed
+from tests.serving import serving
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -41,13 +39,8 @@ def server(settings, store, ddb) -> Iterator[str]:
     events = make_events(140, seed=21, users=40, days=14, names=EMAILS)
     seed(store, ddb, settings, events)
     keyed = settings.with_overrides(api_keys=(KEY,))
-    app = combined_app(create_app(keyed), create_api_app(keyed))
-    http = make_server("127.0.0.1", free_port(), app, threaded=True)
-    thread = threading.Thread(target=http.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{http.server_port}"
-    http.shutdown()
-    thread.join(timeout=10)
+    with serving(combined_app(create_app(keyed), create_api_app(keyed))) as base:
+        yield base
 
 
 @pytest.fixture

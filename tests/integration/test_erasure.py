@@ -119,6 +119,7 @@ def test_cli_forget_prints_counts_and_zero_the_second_time(seeded, settings, mon
         "events": 0,
         "meta": 0,
         "emails": 0,
+        "clicks": 0,
         "local_lines": 0,
     }
     assert cli.main(["forget", "--email-id", "e1", "--format", "json"]) == 0
@@ -127,6 +128,7 @@ def test_cli_forget_prints_counts_and_zero_the_second_time(seeded, settings, mon
         "events": 2,
         "meta": 3,
         "emails": 1,
+        "clicks": 0,
         "local_lines": 0,
     }
 

@@ -11,7 +11,7 @@ import pytest
 from tests.conftest import ROOT
 
 PACKAGE = ROOT / "mailpixel"
-FUNCTIONS = ("pixel", "api", "enrich", "drain")
+FUNCTIONS = ("pixel", "api", "enrich", "drain", "webhooks")
 SHARED = ("model", "ddb", "config", "files", "logs", "aws", "secrets", "signing", "web")
 WEB_STACK = ("flask", "werkzeug", "serverless_wsgi", "jinja2")
 

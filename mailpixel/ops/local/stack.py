@@ -229,7 +229,9 @@ def run_stack(settings: Settings) -> int:
     database.start()
     try:
         settings = settings.with_overrides(endpoint_url=database.endpoint_url)
-        created = ensure_tables(dynamodb_client(settings), settings.table, settings.meta_table)
+        created = ensure_tables(
+            dynamodb_client(settings), settings.table, settings.meta_table, settings.clicks_table
+        )
         print(
             f"DynamoDB Local on {database.endpoint_url}, data in {database.db_path}; "
             f"tables {settings.table}, {settings.meta_table} (created now: {', '.join(created) or 'none'})",

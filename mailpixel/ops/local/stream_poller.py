@@ -59,10 +59,12 @@ class StreamPoller:
         max_attempts: int = 5,
         retry_delay: float = 1.0,
         failure_log: Path | None = None,
+        table: str | None = None,
     ) -> None:
         from mailpixel.aws import dynamodb_client, streams_client
 
         self.settings = settings
+        self.table = table or settings.table  # whose stream: the events table unless told
         self.handler = handler
         self.ddb = ddb or dynamodb_client(settings)
         self.streams = streams or streams_client(settings)
@@ -106,10 +108,10 @@ class StreamPoller:
     # -- polling ---------------------------------------------------------------------------------
     def _discover(self) -> None:
         if self.stream_arn is None:
-            table = self.ddb.describe_table(TableName=self.settings.table)["Table"]
+            table = self.ddb.describe_table(TableName=self.table)["Table"]
             arn = table.get("LatestStreamArn")
             if not arn:
-                raise RuntimeError(f"table {self.settings.table} has no stream")
+                raise RuntimeError(f"table {self.table} has no stream")
             self.stream_arn = arn
         kwargs: dict[str, Any] = {"StreamArn": self.stream_arn}
         while True:
@@ -141,7 +143,16 @@ class StreamPoller:
                 continue
             if iterator is None:
                 continue
-            response = self.streams.get_records(ShardIterator=iterator, Limit=self.batch_size)
+            try:
+                response = self.streams.get_records(ShardIterator=iterator, Limit=self.batch_size)
+            except self.streams.exceptions.TrimmedDataAccessException:
+                # DynamoDB Local, with more than one table streaming (events and clicks), can
+                # refuse an iterator taken at TRIM_HORIZON while its shard was empty; one taken
+                # again now reads from the oldest record still there, as Lambda's poller would.
+                iterator = self.streams.get_shard_iterator(
+                    StreamArn=self.stream_arn, ShardId=shard_id, ShardIteratorType="TRIM_HORIZON"
+                )["ShardIterator"]
+                response = self.streams.get_records(ShardIterator=iterator, Limit=self.batch_size)
             self._iterators[shard_id] = response.get("NextShardIterator")
             # As the enrich function's filter pattern in serverless.yml: new events only, not the
             # MODIFY records that enrichment's own updates add to the stream.
@@ -189,16 +200,36 @@ class StreamPoller:
         raise TimeoutError("stream still busy")
 
 
-def start_local_enrichment(settings: Settings) -> StreamPoller:
-    """`make run`'s enrichment: the same handler as the `enrich` Lambda, fed by this poller."""
-    from mailpixel.enrich.handler import build_handler
+class Pollers(list[StreamPoller]):
+    """Several pollers stopped together."""
 
-    poller = StreamPoller(settings, build_handler(settings)).start()
+    def stop(self, timeout: float = 10.0) -> None:
+        for poller in self:
+            poller.stop(timeout)
+
+
+def start_local_enrichment(settings: Settings) -> Pollers:
+    """`make run`'s enrichment: the same handlers as the `enrich` and `enrichClicks` Lambdas,
+    fed by one poller per stream (opens, clicks)."""
+    from mailpixel.enrich.clicks import build_click_handler
+    from mailpixel.enrich.handler import build_handler
+    from mailpixel.enrich.webhooks import webhook_hooks
+
+    on_open, on_click = webhook_hooks(settings)  # MAILPIXEL_WEBHOOK_URL and _SECRET: direct delivery
+    pollers = Pollers([StreamPoller(settings, build_handler(settings, before_write=on_open)).start()])
+    clicks_failures = Path(settings.data_dir) / "enrich" / "click-failures.jsonl"
+    click_handler = build_click_handler(settings, before_write=on_click)
+    pollers.append(
+        StreamPoller(
+            settings, click_handler, table=settings.clicks_table, failure_log=clicks_failures
+        ).start()
+    )
     print(
-        f"Enriching new opens from the stream of {settings.table} (geolocation: {settings.geo_provider})",
+        f"Enriching new opens and clicks from the streams of {settings.table} and {settings.clicks_table} "
+        f"(geolocation: {settings.geo_provider})",
         flush=True,
     )
-    return poller
+    return pollers
 
 
 def _without_pending_ip(record: dict[str, Any]) -> dict[str, Any]:

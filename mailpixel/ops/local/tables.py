@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 SERVERLESS_YML = Path(__file__).resolve().parents[3] / "serverless.yml"
 EVENTS_TABLE = "EventsTable"
 META_TABLE = "MetaTable"
+CLICKS_TABLE = "ClicksTable"
 
 
 class _CloudFormationLoader(yaml.SafeLoader):
@@ -85,7 +86,11 @@ def ensure_table(client: DynamoDBClient, name: str, resource: str = EVENTS_TABLE
     return True
 
 
-def ensure_tables(client: DynamoDBClient, events_table: str, meta_table: str) -> list[str]:
-    """Both of mailpixel's tables; returns the names of those created now."""
-    pairs = ((events_table, EVENTS_TABLE), (meta_table, META_TABLE))
+def ensure_tables(
+    client: DynamoDBClient, events_table: str, meta_table: str, clicks_table: str | None = None
+) -> list[str]:
+    """mailpixel's tables (the clicks table when named); returns the names of those created now."""
+    pairs = [(events_table, EVENTS_TABLE), (meta_table, META_TABLE)]
+    if clicks_table:
+        pairs.append((clicks_table, CLICKS_TABLE))
     return [name for name, resource in pairs if ensure_table(client, name, resource)]

@@ -1,0 +1,90 @@
+"""Deliver webhook events from the SQS webhook queue (Lambda, partial batch failures).
+
+A delivery succeeds on any 2xx. Anything else (an error status, a timeout, a refused
+connection) reports the message as failed and pushes its next attempt back exponentially with
+`ChangeMessageVisibility`: 30 s, 1, 2, 4 … minutes, capped at 2 hours, so the 20 receives the
+queue allows (`maxReceiveCount` in serverless.yml) span about a day; then SQS moves the message
+to the dead-letter queue (kept 14 days). Every delivery of a message carries the same event id.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from mailpixel.config import Settings
+from mailpixel.logs import get_logger
+from mailpixel.model.webhooks import post
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs import SQSClient
+
+log = get_logger("webhooks.handler")
+FIRST_RETRY_SECONDS = 30
+MAX_RETRY_SECONDS = 7200
+Target = tuple[str, str]  # (URL, secret)
+
+
+def retry_delay(receive_count: int, first: int = FIRST_RETRY_SECONDS) -> int:
+    """Seconds before the next attempt after the `receive_count`-th failed one."""
+    return int(min(first * 2 ** max(receive_count - 1, 0), MAX_RETRY_SECONDS))
+
+
+def load_target(settings: Settings) -> Target | None:
+    """The URL and secret: from the environment, else the SecureString "URL,SECRET" in SSM."""
+    if settings.webhook_url and settings.webhook_secret:
+        return settings.webhook_url, settings.webhook_secret
+    if settings.webhook_parameter:
+        from mailpixel.secrets import load_secret_list
+
+        values = load_secret_list(
+            settings, settings.webhook_parameter, variable="MAILPIXEL_WEBHOOK_PARAMETER", what="URL,SECRET"
+        )
+        if len(values) == 2:
+            return values[0], values[1]
+        log.error("webhook_parameter_malformed", extra={"parameter": settings.webhook_parameter})
+    return None
+
+
+def deliver_records(
+    records: Iterable[Mapping[str, Any]],
+    target: Target | None,
+    sqs: SQSClient,
+    queue_url: str,
+    *,
+    timeout: float = 5.0,
+    first_retry_seconds: int = FIRST_RETRY_SECONDS,
+) -> dict[str, list[dict[str, str]]]:
+    failures = []
+    for record in records:
+        message_id = str(record.get("messageId", ""))
+        body = str(record.get("body", ""))
+        try:
+            event_id = str(json.loads(body)["id"])
+        except (ValueError, KeyError, TypeError):
+            log.error("webhook_unreadable", extra={"message_id": message_id})
+            failures.append(message_id)  # kept: it ends in the dead-letter queue, not lost
+            continue
+        status: int | str = "not_configured"
+        if target is not None:
+            try:
+                status = post(target[0], target[1], body.encode("utf-8"), event_id, timeout=timeout)
+            except Exception as exc:  # noqa: BLE001 - network failures are retried like error statuses
+                status = repr(exc)
+        if isinstance(status, int) and 200 <= status < 300:
+            log.info("webhook_delivered", extra={"id": event_id, "status": status})
+            continue
+        attempts = int((record.get("attributes") or {}).get("ApproximateReceiveCount", "1"))
+        delay = retry_delay(attempts, first_retry_seconds)
+        log.warning(
+            "webhook_retry", extra={"id": event_id, "status": status, "attempt": attempts, "delay": delay}
+        )
+        failures.append(message_id)
+        try:
+            sqs.change_message_visibility(
+                QueueUrl=queue_url, ReceiptHandle=str(record.get("receiptHandle")), VisibilityTimeout=delay
+            )
+        except Exception as exc:  # noqa: BLE001 - then the queue's own visibility timeout applies
+            log.warning("webhook_backoff_failed", extra={"id": event_id, "error": repr(exc)})
+    return {"batchItemFailures": [{"itemIdentifier": m} for m in failures]}
