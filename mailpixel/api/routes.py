@@ -278,4 +278,4 @@ def user_opens(user_id: str) -> Response:
 @bp.get("/users/<user_id>/stats")
 def user_stats(user_id: str) -> Response:
     state = _state()
-    return jsonify(stats.user_stats(state.client, state.settings.meta_table, _id(user_id, "user_id")))
+    return jsonify(stats.user_stats(state.client, state.settings.table, _id(user_id, "user_id")))

@@ -1,9 +1,10 @@
 """The `enrich` Lambda: DynamoDB stream records of new open events → enriched events.
 
 Answers in the `ReportBatchItemFailures` format, `{"batchItemFailures": [{"itemIdentifier":
-<SequenceNumber>}]}`: a record that cannot be parsed (poison) or whose geolocation must wait is
-reported, never raised, so the rest of the batch is not replayed for it. Writes are conditional
-(see `writer.py`), so a replayed or duplicated batch changes nothing.
+<SequenceNumber>}]}`: the first record that cannot be parsed (poison), whose geolocation must
+wait, or whose write failed, is reported with every record after it, never raised, so the
+records before it are not replayed. The batch's writes go out together (`writer.py`) and are
+idempotent, so a replayed or duplicated batch counts nothing twice.
 """
 
 from __future__ import annotations
@@ -121,58 +122,62 @@ class StreamHandler:
         self.clock = clock
 
     def __call__(self, event: Mapping[str, Any], context: Any = None) -> dict[str, list[dict[str, str]]]:
-        records = event.get("Records") if isinstance(event, Mapping) else None
-        failures: list[str] = []
-        pending: list[Pending] = []
-        for record in records if isinstance(records, list) else []:
+        """Enrich the batch up to its first record that cannot be enriched now.
+
+        A stream shard is a queue: Lambda checkpoints before the lowest reported sequence
+        number and sends everything after it again. So the batch stops at its first poison
+        record, geolocation that must wait, or failed write, and reports it and every later
+        record; what was written past it is recognised as already counted when it comes back.
+        """
+        found = event.get("Records") if isinstance(event, Mapping) else None
+        records: list[Any] = found if isinstance(found, list) else []
+        cut = len(records)
+        pending: list[tuple[int, Pending]] = []
+        for index, record in enumerate(records):
             try:
                 sequence, item = parse_record(record)
-            except PoisonRecord as exc:
-                self._poison(record, exc, failures)
-                continue
-            if item is None:
-                continue
-            try:
+                if item is None:
+                    continue
                 enrichment, lookup_ip = enrichment_for(item, self.ranges)
-            except Exception as exc:  # noqa: BLE001 - one bad record is reported, the rest go on
-                self._poison(record, exc, failures)
-                continue
-            pending.append(Pending(sequence, item, enrichment, lookup_ip, _opened(item)))
+            except Exception as exc:  # noqa: BLE001 - a record that can never be enriched as it is
+                self._poison(record, exc)
+                cut = index
+                break
+            pending.append((index, Pending(sequence, item, enrichment, lookup_ip, _opened(item))))
 
         try:
-            geo = self.geolocator.locate(p.lookup_ip for p in pending if p.lookup_ip)
+            geo = self.geolocator.locate(p.lookup_ip for _, p in pending if p.lookup_ip)
         except Exception:  # noqa: BLE001 - an unexpected provider failure: retry all of them later
             log.exception("geo_unexpected_error")
-            geo = GeoOutcome(failed={p.lookup_ip for p in pending if p.lookup_ip})
+            geo = GeoOutcome(failed={p.lookup_ip for _, p in pending if p.lookup_ip})
 
-        written = already = 0
-        for entry in pending:
+        ready: list[tuple[int, Pending, dict[str, Any]]] = []
+        for index, entry in pending:
             unavailable = entry.lookup_ip in geo.failed
-            if unavailable and not self._waited_enough(entry):
-                failures.append(entry.sequence)
-                continue
-            if _out_of_time(context):
-                failures.append(entry.sequence)
-                continue
-            enrichment = self._finish(entry, geo, unavailable=unavailable)
-            try:
-                if self.writer.write(entry.event, enrichment):
-                    written += 1
-                else:
-                    already += 1
-            except Exception as exc:  # noqa: BLE001 - reported for retry; Lambda bisects and retries
+            if (unavailable and not self._waited_enough(entry)) or _out_of_time(context):
+                cut = min(cut, index)
+                break
+            ready.append((index, entry, self._finish(entry, geo, unavailable=unavailable)))
+
+        results = self.writer.write_batch([(entry.event, enrichment) for _, entry, enrichment in ready])
+        written = already = 0
+        for (index, entry, _), result in zip(ready, results, strict=True):
+            if isinstance(result, Exception):
                 log.warning(
                     "enrich_write_failed",
                     extra={
                         "sequence": entry.sequence,
                         "email_id": entry.event.get("email_id"),
-                        "error": repr(exc),
+                        "error": repr(result),
                     },
                 )
-                failures.append(entry.sequence)
+                cut = min(cut, index)
+            elif result:
+                written += 1
+            else:
+                already += 1
+        failures = [s for s in (_sequence(r) for r in records[cut:]) if s]
         self.metrics.count("enriched", value=written, already=already, failed=len(failures))
-        order = {r["dynamodb"]["SequenceNumber"]: i for i, r in enumerate(records or []) if _sequence(r)}
-        failures.sort(key=lambda s: order.get(s, 0))
         return {"batchItemFailures": [{"itemIdentifier": s} for s in failures]}
 
     def _waited_enough(self, item: Pending) -> bool:
@@ -200,12 +205,9 @@ class StreamHandler:
         enrichment["enriched_at"] = iso_millis(int(self.clock() * 1000))
         return enrichment
 
-    def _poison(self, record: Any, exc: Exception, failures: list[str]) -> None:
-        sequence = _sequence(record)
+    def _poison(self, record: Any, exc: Exception) -> None:
         self.metrics.count("enrich_poison_record")
-        log.error("enrich_poison_record", extra={"sequence": sequence, "error": repr(exc)})
-        if isinstance(sequence, str) and sequence:
-            failures.append(sequence)
+        log.error("enrich_poison_record", extra={"sequence": _sequence(record), "error": repr(exc)})
 
 
 def _sequence(record: Any) -> str | None:

@@ -6,10 +6,14 @@ and the `by_user` index (`user_id`, `open_key`).
 
 Meta table (MetaTable), `pk` / `sk`:
 - `email#ID / stats`: an email's totals, unique openers, first/last open, breakdowns.
-- `email#ID / day#YYYY-MM-DD` and `all / day#YYYY-MM-DD`: the same counters per day.
+- `email#ID / day#YYYY-MM-DD`: the same counters per day.
+- `all#N / day#YYYY-MM-DD` (N in 0..ALL_SHARDS-1): every email's counters per day, split over
+  shards so no single item takes every batch of the deployment (`all / day#…`: before shards).
 - `emails#YYYY-MM-DD / email#ID`: which emails were opened that day (lists recent emails).
-- `user#ID / stats`: a user's opens and first/last open.
+- `user#ID / stats`: a user's opens and first/last open (no longer written: user stats are read
+  from the `by_user` index).
 - `email#ID / opener#USER`: the unique-opener marker.
+- `batch#TOKEN / batch`: the idempotency marker of one enrichment batch's counter transaction.
 - `geo#IP / geo`: the shared geolocation cache.
 """
 
@@ -22,6 +26,8 @@ OPEN_KEY_SEPARATOR = "#"
 
 STATS_SK = "stats"
 ALL_PK = "all"
+ALL_SHARDS = 8
+BATCH_SK = "batch"
 GEO_SK = "geo"
 _EMAIL = "email#"
 _USER = "user#"
@@ -29,6 +35,7 @@ _EMAILS_ON_DAY = "emails#"
 _DAY = "day#"
 _OPENER = "opener#"
 _GEO = "geo#"
+_BATCH = "batch#"
 
 Key = dict[str, dict[str, str]]
 
@@ -77,3 +84,17 @@ def geo_key(ip: str) -> Key:
 
 def ip_of_geo_pk(pk: str) -> str:
     return pk[len(_GEO) :]
+
+
+def all_pk(shard: int) -> str:
+    """One shard of the deployment-wide per-day counters."""
+    return f"{ALL_PK}#{shard}"
+
+
+def all_pks() -> list[str]:
+    """Every partition holding deployment-wide day counters, the pre-shard one included."""
+    return [ALL_PK, *(all_pk(n) for n in range(ALL_SHARDS))]
+
+
+def batch_key(token: str) -> Key:
+    return meta_key(f"{_BATCH}{token}", BATCH_SK)
