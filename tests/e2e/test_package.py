@@ -104,3 +104,23 @@ def test_fallback_queue_feeds_the_drain_function(template):
     assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     pixel_env = resources["PixelLambdaFunction"]["Properties"]["Environment"]["Variables"]
     assert pixel_env["MAILPIXEL_FALLBACK_QUEUE_URL"] == {"Ref": "FallbackQueue"}
+
+
+def test_campaign_sized_limits(template):
+    """README "Scale design": nothing refused at 1,500 opens/s for one email and 5,000/s across
+    emails, the query API kept low, the pixel's concurrency reserved, drain capped."""
+    resources = template["Resources"]
+    stage = resources_of(template, "AWS::ApiGatewayV2::Stage")["HttpApiStage"]["Properties"]
+    assert stage["DefaultRouteSettings"]["ThrottlingRateLimit"] <= 200
+    for route in ("GET /pixel", "HEAD /pixel"):
+        limits = stage["RouteSettings"][route]
+        assert limits["ThrottlingRateLimit"] >= 5000
+        assert 1500 <= limits["ThrottlingBurstLimit"] <= 5000  # the account's default burst
+    functions = resources_of(template, "AWS::Lambda::Function")
+    assert functions["PixelLambdaFunction"]["Properties"]["ReservedConcurrentExecutions"] >= 200
+    mappings = [r["Properties"] for r in resources_of(template, "AWS::Lambda::EventSourceMapping").values()]
+    (drain,) = [m for m in mappings if "FallbackQueue" in json.dumps(m["EventSourceArn"])]
+    assert drain["ScalingConfig"] == {"MaximumConcurrency": 2}
+    (enrich,) = [m for m in mappings if "StreamArn" in json.dumps(m["EventSourceArn"])]
+    assert enrich["ParallelizationFactor"] >= 2
+    assert enrich["FunctionResponseTypes"] == ["ReportBatchItemFailures"]

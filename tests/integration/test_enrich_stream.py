@@ -114,7 +114,9 @@ def test_replayed_and_duplicated_batches_change_nothing(settings, ddb, store, ha
     assert ipinfo.requests == 1  # later passes answered from the cache
 
 
-def test_one_poison_record_is_reported_alone(settings, ddb, store, handler):
+def test_a_poison_record_stops_the_batch_there(settings, ddb, store, handler):
+    """Lambda resumes a shard at the lowest reported sequence number, so the honest report is
+    the first record that failed and every record after it; the ones before are done."""
     for n in (1, 2, 3):
         put_open(store, settings, n)
     records = stream_batch(settings, ddb)
@@ -130,8 +132,15 @@ def test_one_poison_record_is_reported_alone(settings, ddb, store, handler):
     del no_image["dynamodb"]["NewImage"]
     batch = [records[0], poison, records[1], no_image, records[2], "garbage"]
     result = handler({"Records": batch}, None)
-    assert result == {"batchItemFailures": [{"itemIdentifier": "999"}, {"itemIdentifier": "998"}]}
-    assert all("enriched_at" in item for item in all_items(ddb, settings.table))
+    later = [records[1], no_image, records[2]]
+    assert result == {
+        "batchItemFailures": [
+            {"itemIdentifier": s} for s in ["999", *(r["dynamodb"]["SequenceNumber"] for r in later)]
+        ]
+    }
+    enriched = {i["user_id"]: "enriched_at" in i for i in all_items(ddb, settings.table)}
+    assert enriched == {"u1": True, "u2": False, "u3": False}
+    assert handler({"Records": [records[1], records[2]]}, None) == {"batchItemFailures": []}
 
 
 def test_only_inserts_are_enriched(settings, ddb, store, handler):
@@ -149,15 +158,17 @@ def test_provider_failure_reports_records_for_retry(settings, ddb, store, handle
     put_open(store, settings, 2, ip="10.0.0.7")  # private: needs no provider
     records = stream_batch(settings, ddb)
     result = handler({"Records": records}, None)
-    assert result == {"batchItemFailures": [{"itemIdentifier": records[0]["dynamodb"]["SequenceNumber"]}]}
+    assert result == {
+        "batchItemFailures": [{"itemIdentifier": r["dynamodb"]["SequenceNumber"]} for r in records]
+    }
     items = events_by_user(ddb, settings.table)
-    assert "enriched_at" not in items["u1"]
-    assert items["u2"]["geo"]["source"] == "reserved"
+    assert "enriched_at" not in items["u1"] and "enriched_at" not in items["u2"]  # the batch stops at u1
 
     ipinfo.mode = "ok"
     handler.geolocator.backoff_until = 0  # the retry comes after the backoff
     assert handler({"Records": records}, None) == {"batchItemFailures": []}
     assert events_by_user(ddb, settings.table)["u1"]["geo"]["source"] == "ipinfo"
+    assert events_by_user(ddb, settings.table)["u2"]["geo"]["source"] == "reserved"
 
 
 def test_geolocation_down_past_the_max_wait_enriches_without_location(settings, ddb, store, handler, ipinfo):
