@@ -109,7 +109,6 @@ def test_fallback_queue_feeds_the_drain_function(template):
 def test_campaign_sized_limits(template):
     """README "Scale design": nothing refused at 1,500 opens/s for one email and 5,000/s across
     emails, the query API kept low, the pixel's concurrency reserved, drain capped."""
-    resources = template["Resources"]
     stage = resources_of(template, "AWS::ApiGatewayV2::Stage")["HttpApiStage"]["Properties"]
     assert stage["DefaultRouteSettings"]["ThrottlingRateLimit"] <= 200
     for route in ("GET /pixel", "HEAD /pixel"):
