@@ -1,7 +1,7 @@
 """`python -m bench` (`make bench`): every benchmark, printed as tables and saved as JSON.
 
 `--quick` takes fewer samples (for a smoke run); `--only NAME[,NAME]` runs a subset:
-latency, cold_start, package, enrichment, inline, load.
+latency, cold_start, package, enrichment, inline, load, campaign.
 """
 
 from __future__ import annotations
@@ -19,13 +19,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import cold_start, enrichment, inline_design, latency, load, package_size
+from bench import campaign, cold_start, enrichment, inline_design, latency, load, package_size
 from bench.stack import ROOT, dynamodb_local
 from bench.stats import table
 from mailpixel.ops.local.stack import DynamoDBLocal
 
 RESULTS = Path(__file__).resolve().parent / "results.json"
-NAMES = ("latency", "cold_start", "package", "enrichment", "inline", "load")
+NAMES = ("latency", "cold_start", "package", "enrichment", "inline", "load", "campaign")
 
 
 def machine() -> dict[str, Any]:
@@ -272,10 +272,78 @@ def report(results: dict[str, Any]) -> str:
             )
             + f"exactly one event per request: {'yes' if check['exactly_one_each'] else 'NO'}\n"
         )
+    if "campaign" in results and "error" not in results["campaign"]:
+        out.append(campaign_report(results["campaign"]))
     for name, value in results.items():
         if isinstance(value, dict) and "error" in value:
             out.append(f"### {name}: not measured\n\n{value['error']}\n")
     return "\n".join(out)
+
+
+def campaign_report(r: dict[str, Any]) -> str:
+    ours, today = r["ours"], r["today"]
+
+    def row(label: str, d: dict[str, Any]) -> list[Any]:
+        p, t = d["per_open"], d["throughput"]
+        return [
+            label,
+            p["total_calls"],
+            p["enrich_calls"],
+            p["pixel_wru"],
+            p["enrich_wru"],
+            p["total_wru"],
+            t["parallel"],
+            t["opens"],
+            t["events_per_second"],
+            t["ms_per_event"],
+            d["floor_put_ms"],
+            d["event_over_put"],
+            "yes" if t["stats_correct"] else "NO",
+        ]
+
+    rows = [row("today (main)", today), row("this branch", ours)]
+    detail = [
+        [
+            name,
+            ours["per_open"]["enrich_calls_by_operation"].get(name, 0),
+            today["per_open"]["enrich_calls_by_operation"].get(name, 0),
+        ]
+        for name in sorted(
+            {*ours["per_open"]["enrich_calls_by_operation"], *today["per_open"]["enrich_calls_by_operation"]}
+        )
+    ]
+    return (
+        table(
+            "7. One campaign per open: DynamoDB calls and write request units (billing rules on the sizes "
+            "written), enrichment at the deployed parallelization factor",
+            [
+                "code",
+                "calls/open",
+                "enrich calls/open",
+                "pixel WRU/open",
+                "enrich WRU/open",
+                "WRU/open",
+                "parallel",
+                "opens",
+                "events/s",
+                "ms/event",
+                "raw PutItem ms",
+                "event / PutItem",
+                "stats exact",
+            ],
+            rows,
+        )
+        + f"targets: WRU/open <= {r['target_wru_per_open']}: {'met' if r['meets_wru'] else 'MISSED'}; "
+        + f"event / PutItem <= {r['target_event_over_put']}: "
+        + f"{'met' if r['meets_event_over_put'] else 'MISSED'}\n\n"
+        + table("7b. Enrichment calls per open by operation", ["operation", "this branch", "today"], detail)
+        + "\n"
+        + table(
+            "7c. Enrichment WRU per open by table and index (this branch)",
+            ["target", "WRU/open"],
+            list(ours["per_open"]["enrich_wru_by_target"].items()),
+        )
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -316,6 +384,12 @@ def main(argv: list[str] | None = None) -> int:
             ),
             "inline": on_fresh_dynamodb(lambda db: inline_design.run(db, work, samples=10 if quick else 40)),
             "load": lambda: load.run(requests=300 if quick else 3000, concurrency=32),
+            "campaign": lambda: campaign.run(
+                work,
+                opens=2000 if quick else 20_000,
+                today_opens=500 if quick else 2000,
+                accounting=300 if quick else 1000,
+            ),
         }
         for name in chosen:
             print(f"running {name} ...", file=sys.stderr, flush=True)
