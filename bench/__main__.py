@@ -298,6 +298,7 @@ def campaign_report(r: dict[str, Any]) -> str:
             t["ms_per_event"],
             d["floor_put_ms"],
             d["event_over_put"],
+            d["saturated_put_ms"],
             "yes" if t["stats_correct"] else "NO",
         ]
 
@@ -329,6 +330,7 @@ def campaign_report(r: dict[str, Any]) -> str:
                 "ms/event",
                 "raw PutItem ms",
                 "event / PutItem",
+                "PutItem ms, 16 threads",
                 "stats exact",
             ],
             rows,

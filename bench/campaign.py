@@ -92,10 +92,13 @@ def summarise(result: dict[str, Any]) -> dict[str, Any]:
     per_open["total_wru"] = round(per_open["pixel_wru"] + per_open["enrich_wru"], 3)
     per_open["total_calls"] = round(per_open["pixel_calls"] + per_open["enrich_calls"], 3)
     thr = result["throughput"]
+    saturated_put_ms = 1000 / result["floor_parallel_puts_per_second"]
     return {
         **result,
         "per_open": per_open,
         "event_over_put": ratio(thr["ms_per_event"], result["floor_put_ms"]),
+        "saturated_put_ms": round(saturated_put_ms, 3),
+        "event_over_saturated_put": ratio(thr["ms_per_event"], saturated_put_ms),
     }
 
 

@@ -17,11 +17,11 @@ Prints one JSON object:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import queue
 import random
 import statistics
-import sys
 import threading
 import time
 import uuid
@@ -176,20 +176,32 @@ def throughput(
     }
 
 
+def _raw_put(client: Any, table: str, n: int) -> None:
+    key = f"2026-11-25T00:00:00.000Z#{n:08d}"
+    item = {"email_id": {"S": EMAIL}, "open_key": {"S": key}, "user_id": {"S": f"u{n}"}}
+    client.put_item(TableName=table, Item=item)
+
+
 def floor_put_ms(server: Any, work: Path, samples: int = 300) -> float:
+    """One raw PutItem, sequential: the floor the enrichment time per event is held against."""
     settings = fresh_settings(server, work / "floor")
     client = dynamodb_client(settings)
     times = []
     for n in range(samples):
-        item = {
-            "email_id": {"S": EMAIL},
-            "open_key": {"S": f"2026-11-25T00:00:00.000Z#{n:08d}"},
-            "user_id": {"S": f"u{n}"},
-        }
         started = time.perf_counter()
-        client.put_item(TableName=settings.table, Item=item)
+        _raw_put(client, settings.table, n)
         times.append(time.perf_counter() - started)
     return round(statistics.median(times) * 1000, 3)
+
+
+def parallel_puts_per_second(server: Any, work: Path, count: int = 600, threads: int = 16) -> float:
+    """Raw PutItems a second from 16 threads: how many writes this DynamoDB Local can take."""
+    settings = fresh_settings(server, work / "floor-parallel")
+    client = dynamodb_client(settings)
+    started = time.perf_counter()
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(lambda n: _raw_put(client, settings.table, n), range(count)))
+    return round(count / (time.perf_counter() - started), 1)
 
 
 def main() -> None:
@@ -204,11 +216,15 @@ def main() -> None:
     server = SimpleNamespace(endpoint_url=args.endpoint)
     import mailpixel
 
-    with fake_ipinfo("ok", 0.02) as geo, (args.work / "probe.log").open("a") as log:
-        sys.stderr = log  # the handlers' JSON logs
+    with (
+        fake_ipinfo("ok", 0.02) as geo,
+        (args.work / "probe.log").open("a") as log,
+        contextlib.redirect_stderr(log),  # the handlers' JSON logs
+    ):
         result = {
             "code": str(Path(mailpixel.__file__).resolve().parent.parent),
             "floor_put_ms": floor_put_ms(server, args.work),
+            "floor_parallel_puts_per_second": parallel_puts_per_second(server, args.work),
             "accounting": accounting(server, args.work, geo.url, args.accounting_opens, args.batch),
             "throughput": throughput(server, args.work, geo.url, args.opens, args.batch, args.parallel),
         }

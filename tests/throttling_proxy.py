@@ -62,16 +62,34 @@ class ThrottlingProxy(LoopbackServer):
                 if proxy._refuse(operation):
                     self._answer(400, json.dumps(THROTTLED).encode(), "application/x-amz-json-1.0")
                     return
-                upstream = http.client.HTTPConnection(proxy.host, proxy.port, timeout=30)
                 try:
-                    headers = {
-                        k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")
-                    }
-                    upstream.request("POST", self.path, body=body, headers=headers)
-                    response = upstream.getresponse()
-                    self._answer(response.status, response.read(), response.getheader("Content-Type") or "")
-                finally:
-                    upstream.close()
+                    status, payload, content_type = self._forward(body)
+                except (OSError, http.client.HTTPException):
+                    # DynamoDB Local dropped the connection: answer as DynamoDB does when it
+                    # fails inside (botocore retries a 500), and reconnect next time.
+                    self.upstream = None
+                    status, payload, content_type = (
+                        500,
+                        b'{"__type":"InternalServerError"}',
+                        "application/json",
+                    )
+                self._answer(status, payload, content_type)
+
+            upstream: http.client.HTTPConnection | None = None
+
+            def _forward(self, body: bytes) -> tuple[int, bytes, str]:
+                """One upstream connection per client connection, kept alive like the client's."""
+                if self.upstream is None:
+                    self.upstream = http.client.HTTPConnection(proxy.host, proxy.port, timeout=30)
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
+                self.upstream.request("POST", self.path, body=body, headers=headers)
+                response = self.upstream.getresponse()
+                return response.status, response.read(), response.getheader("Content-Type") or ""
+
+            def finish(self) -> None:
+                super().finish()
+                if self.upstream is not None:
+                    self.upstream.close()
 
             def _answer(self, status: int, payload: bytes, content_type: str) -> None:
                 self.send_response(status)

@@ -46,7 +46,7 @@ from mailpixel.enrich.aggregates import (
     opener_update,
     sum_counters,
 )
-from mailpixel.model.keys import ALL_SHARDS, batch_key, event_key_of
+from mailpixel.model.keys import ALL_SHARDS, UNENRICHED, batch_key, event_key_of
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -84,7 +84,7 @@ class _Group:
 
 
 def _enriched(event: Mapping[str, Any], enrichment: Mapping[str, Any]) -> dict[str, Any]:
-    result = {k: v for k, v in event.items() if k != "pending_ip"}
+    result = {k: v for k, v in event.items() if k not in ("pending_ip", UNENRICHED)}
     result.update({k: v for k, v in enrichment.items() if v is not None})
     return result
 
@@ -103,7 +103,11 @@ class EnrichmentWriter:
         sets = {name: to_attr(enrichment[name]) for name in present}
         sets[COUNTED_BY] = {"S": token}
         args = update(
-            self.settings.table, event_key_of(event), sets=sets, removes=("pending_ip",), condition=CONDITION
+            self.settings.table,
+            event_key_of(event),
+            sets=sets,
+            removes=("pending_ip", UNENRICHED),
+            condition=CONDITION,
         )
         args["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
         return args

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from mailpixel.model.keys import open_key
+from mailpixel.model.keys import UNENRICHED, open_key, unenriched_shard
 
 # Longest email_id / user_id kept; longer values are cut (and the repair logged).
 MAX_ID_LENGTH = 256
@@ -97,6 +97,7 @@ class OpenEvent:
                 item[name] = {"S": value}
         if self.signed is not None:
             item["signed"] = {"BOOL": self.signed}
+        item[UNENRICHED] = {"S": unenriched_shard(self.request_id)}
         return item
 
 

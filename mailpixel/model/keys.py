@@ -2,7 +2,10 @@
 
 Events table (`serverless.yml` EventsTable): partition `email_id`, sort `open_key` =
 `<opened_at>#<request_id>` (time first for ranges and order, the request id for uniqueness),
-and the `by_user` index (`user_id`, `open_key`).
+the `by_user` index (`user_id`, `open_key`), and the sparse `unenriched` index (`unenriched`,
+`open_key`, keys only): the pixel writes `unenriched` = a shard number taken from the request
+id, enrichment removes it, so the index holds exactly the events still to enrich, spread over
+UNENRICHED_SHARDS partitions so a campaign's writes to it never meet in one.
 
 Meta table (MetaTable), `pk` / `sk`:
 - `email#ID / stats`: an email's totals, unique openers, first/last open, breakdowns.
@@ -19,9 +22,13 @@ Meta table (MetaTable), `pk` / `sk`:
 
 from __future__ import annotations
 
+import zlib
 from typing import Any
 
 USER_INDEX = "by_user"
+UNENRICHED_INDEX = "unenriched"
+UNENRICHED = "unenriched"
+UNENRICHED_SHARDS = 16
 OPEN_KEY_SEPARATOR = "#"
 
 STATS_SK = "stats"
@@ -98,3 +105,8 @@ def all_pks() -> list[str]:
 
 def batch_key(token: str) -> Key:
     return meta_key(f"{_BATCH}{token}", BATCH_SK)
+
+
+def unenriched_shard(request_id: str) -> str:
+    """The `unenriched` index partition of an event: stable per request, spread evenly."""
+    return str(zlib.crc32(request_id.encode()) % UNENRICHED_SHARDS)
