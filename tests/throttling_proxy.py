@@ -52,6 +52,7 @@ class ThrottlingProxy(LoopbackServer):
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            upstream: http.client.HTTPConnection | None = None
 
             def log_message(self, *args: Any) -> None:
                 pass
@@ -75,15 +76,13 @@ class ThrottlingProxy(LoopbackServer):
                     )
                 self._answer(status, payload, content_type)
 
-            upstream: http.client.HTTPConnection | None = None
-
             def _forward(self, body: bytes) -> tuple[int, bytes, str]:
                 """One upstream connection per client connection, kept alive like the client's."""
-                if self.upstream is None:
-                    self.upstream = http.client.HTTPConnection(proxy.host, proxy.port, timeout=30)
+                upstream = self.upstream or http.client.HTTPConnection(proxy.host, proxy.port, timeout=30)
+                self.upstream = upstream
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
-                self.upstream.request("POST", self.path, body=body, headers=headers)
-                response = self.upstream.getresponse()
+                upstream.request("POST", self.path, body=body, headers=headers)
+                response = upstream.getresponse()
                 return response.status, response.read(), response.getheader("Content-Type") or ""
 
             def finish(self) -> None:
