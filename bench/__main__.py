@@ -1,7 +1,7 @@
 """`python -m bench` (`make bench`): every benchmark, printed as tables and saved as JSON.
 
 `--quick` takes fewer samples (for a smoke run); `--only NAME[,NAME]` runs a subset:
-latency, cold_start, package, enrichment, inline, load, campaign.
+latency, cold_start, package, bytecode, enrichment, inline, load, campaign.
 """
 
 from __future__ import annotations
@@ -19,13 +19,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import campaign, cold_start, enrichment, inline_design, latency, load, package_size
+from bench import bytecode, campaign, cold_start, enrichment, inline_design, latency, load, package_size
 from bench.stack import ROOT, dynamodb_local
 from bench.stats import table
 from mailpixel.ops.local.stack import DynamoDBLocal
 
 RESULTS = Path(__file__).resolve().parent / "results.json"
-NAMES = ("latency", "cold_start", "package", "enrichment", "inline", "load", "campaign")
+NAMES = ("latency", "cold_start", "package", "bytecode", "enrichment", "inline", "load", "campaign")
 
 
 def machine() -> dict[str, Any]:
@@ -272,6 +272,20 @@ def report(results: dict[str, Any]) -> str:
             )
             + f"exactly one event per request: {'yes' if check['exactly_one_each'] else 'NO'}\n"
         )
+    if "bytecode" in results and "error" not in results["bytecode"]:
+        r = results["bytecode"]
+        out.append(
+            table(
+                f"8. Cold start of the unzipped package under {r['python']}, with and without bytecode "
+                f"compiled for it, median of {r['samples']} fresh processes, interleaved",
+                ["first request of", "source only ms", "with bytecode ms", "ratio"],
+                [
+                    [probe, m["source"], m["compiled"], r["compiled_over_source"][probe]]
+                    for probe, m in r["median_ms"].items()
+                ],
+            )
+            + f"bytecode adds {r['pyc_bytes_added']:,} bytes unzipped\n"
+        )
     if "campaign" in results and "error" not in results["campaign"]:
         out.append(campaign_report(results["campaign"]))
     for name, value in results.items():
@@ -379,6 +393,7 @@ def main(argv: list[str] | None = None) -> int:
             ),
             "cold_start": lambda: cold_start.run(samples=5 if quick else 21),
             "package": package_size.run,
+            "bytecode": lambda: bytecode.run(work, samples=5 if quick else 15),
             "enrichment": on_fresh_dynamodb(
                 lambda db: enrichment.run(
                     db, work, total=300 if quick else 1000, distinct_ips=60 if quick else 150
