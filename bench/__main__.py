@@ -1,7 +1,7 @@
 """`python -m bench` (`make bench`): every benchmark, printed as tables and saved as JSON.
 
 `--quick` takes fewer samples (for a smoke run); `--only NAME[,NAME]` runs a subset:
-latency, cold_start, package, bytecode, enrichment, inline, load, campaign.
+latency, cold_start, package, bytecode, enrichment, inline, load, campaign, replay.
 """
 
 from __future__ import annotations
@@ -19,13 +19,23 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import bytecode, campaign, cold_start, enrichment, inline_design, latency, load, package_size
+from bench import (
+    bytecode,
+    campaign,
+    cold_start,
+    enrichment,
+    inline_design,
+    latency,
+    load,
+    package_size,
+    replay,
+)
 from bench.stack import ROOT, dynamodb_local
 from bench.stats import table
 from mailpixel.ops.local.stack import DynamoDBLocal
 
 RESULTS = Path(__file__).resolve().parent / "results.json"
-NAMES = ("latency", "cold_start", "package", "bytecode", "enrichment", "inline", "load", "campaign")
+NAMES = ("latency", "cold_start", "package", "bytecode", "enrichment", "inline", "load", "campaign", "replay")
 
 
 def machine() -> dict[str, Any]:
@@ -288,6 +298,38 @@ def report(results: dict[str, Any]) -> str:
         )
     if "campaign" in results and "error" not in results["campaign"]:
         out.append(campaign_report(results["campaign"]))
+    if "replay" in results and "error" not in results["replay"]:
+        r = results["replay"]
+        out.append(
+            table(
+                f"9. Campaign replay: {r['recipients']:,} recipients, the first 180 minutes in "
+                f"{r['compressed_seconds']:.0f} s, against the local stack",
+                [
+                    "opens sent",
+                    "peak/s",
+                    "refused",
+                    "stored",
+                    "enriched",
+                    "lag p50 s",
+                    "lag p99 s",
+                    "lag max s",
+                    "stats exact",
+                ],
+                [
+                    [
+                        r["opens_sent"],
+                        r["peak_opens_per_second"],
+                        r["refused"],
+                        r["stored"],
+                        r["enriched"],
+                        r["lag_seconds"]["p50"],
+                        r["lag_seconds"]["p99"],
+                        r["lag_seconds"]["max"],
+                        "yes" if r["stats_correct"] else "NO",
+                    ]
+                ],
+            )
+        )
     for name, value in results.items():
         if isinstance(value, dict) and "error" in value:
             out.append(f"### {name}: not measured\n\n{value['error']}\n")
@@ -401,6 +443,7 @@ def main(argv: list[str] | None = None) -> int:
             ),
             "inline": on_fresh_dynamodb(lambda db: inline_design.run(db, work, samples=10 if quick else 40)),
             "load": lambda: load.run(requests=300 if quick else 3000, concurrency=32),
+            "replay": lambda: replay.run(recipients=1000 if quick else 4000, seconds=30 if quick else 60),
             "campaign": lambda: campaign.run(
                 work,
                 opens=2000 if quick else 20_000,
