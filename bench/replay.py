@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+from bench.lambda_pixel import stderr_to
 from bench.stack import dynamodb_local, fresh_settings, scan_items, serve
 from bench.stats import percentile
 
@@ -60,7 +61,11 @@ def run(recipients: int = 4000, seconds: float = 60.0, concurrency: int = 32) ->
 
     plan = arrivals(recipients)
     scale = seconds / WINDOW_MINUTES
-    with dynamodb_local() as server, tempfile.TemporaryDirectory() as folder:
+    with (
+        dynamodb_local() as server,
+        tempfile.TemporaryDirectory() as folder,
+        stderr_to(Path(folder) / "replay.log"),  # the app's and the handler's JSON logs
+    ):
         settings = fresh_settings(server, Path(folder), geo_provider="none")
         poller = StreamPoller(settings, build_handler(settings, provider=None), interval=0.2).start()
         refused = 0
