@@ -54,6 +54,8 @@ def unpack(work: Path, compiled: bool, python: Path) -> Path:
     shutil.rmtree(folder, ignore_errors=True)
     with zipfile.ZipFile(ZIP) as archive:
         archive.extractall(folder)
+    for cache in list(folder.rglob("__pycache__")):  # the zip as it would ship without bytecode
+        shutil.rmtree(cache)
     if compiled:
         subprocess.run(
             [

@@ -74,7 +74,12 @@ def test_zip_holds_the_app_and_its_dependencies_only(zip_names):
         "bin",
     }
     assert not tops & forbidden
-    assert not [n for n in zip_names if "__pycache__" in n or n.endswith(".pyc")]
+    # Bytecode for the runtime's Python only (deploy/bytecode.js), beside every module shipped.
+    compiled = {n for n in zip_names if n.endswith(".pyc")}
+    assert all(n.endswith(".cpython-313.pyc") and "/__pycache__/" in f"/{n}" for n in compiled)
+    for module in (n for n in zip_names if n.startswith("mailpixel/") and n.endswith(".py")):
+        folder, name = module.rsplit("/", 1)
+        assert f"{folder}/__pycache__/{name[:-3]}.cpython-313.pyc" in compiled, module
     assert "mailpixel/local.py" not in zip_names
 
 
