@@ -60,10 +60,15 @@ def machine() -> dict[str, Any]:
     }
 
 
+def measured(results: dict[str, Any], name: str) -> dict[str, Any] | None:
+    """A benchmark's results, or None when it was not run or failed."""
+    found = results.get(name)
+    return found if isinstance(found, dict) and "error" not in found else None
+
+
 def report(results: dict[str, Any]) -> str:
     out: list[str] = []
-    if "latency" in results and "error" not in results["latency"]:
-        r = results["latency"]
+    if (r := measured(results, "latency")) is not None:
         out.append(
             table(
                 f"1. Pixel latency: real handler.pixel (HTTP API v2 event) vs one raw PutItem, "
@@ -106,8 +111,7 @@ def report(results: dict[str, Any]) -> str:
             + f"{r['conditional_over_floor_median']}; "
             + f"pixel / conditional PutItem: {r['pixel_over_conditional_median']}\n"
         )
-    if "cold_start" in results and "error" not in results["cold_start"]:
-        r = results["cold_start"]
+    if (r := measured(results, "cold_start")) is not None:
         labels = {
             "floor": f"import {r['floor_modules']} (floor)",
             "floor_and_client": "floor + one boto3 DynamoDB client",
@@ -143,8 +147,7 @@ def report(results: dict[str, Any]) -> str:
                 ],
             )
         )
-    if "package" in results and "error" not in results["package"]:
-        r = results["package"]
+    if (r := measured(results, "package")) is not None:
         out.append(
             table(
                 "3. Deployment package (.serverless/mailpixel.zip)",
@@ -172,8 +175,7 @@ def report(results: dict[str, Any]) -> str:
                 [[e["entry"], e["bytes"]] for e in r["largest_unzipped"]],
             )
         )
-    if "enrichment" in results and "error" not in results["enrichment"]:
-        r = results["enrichment"]
+    if (r := measured(results, "enrichment")) is not None:
         rows = []
         for name, label in (
             ("cold_instance", "cold instance, empty caches"),
@@ -214,8 +216,7 @@ def report(results: dict[str, Any]) -> str:
             f"IPs looked up per 1000 opens: {r['ips_sent_per_1000_opens']}; "
             f"enriched in table: {r['enriched_in_table']}/{r['events_in_table']}\n"
         )
-    if "inline" in results and "error" not in results["inline"]:
-        r = results["inline"]
+    if (r := measured(results, "inline")) is not None:
         lat = r["latency_ms"]
         out.append(
             table(
@@ -282,8 +283,7 @@ def report(results: dict[str, Any]) -> str:
             )
             + f"exactly one event per request: {'yes' if check['exactly_one_each'] else 'NO'}\n"
         )
-    if "bytecode" in results and "error" not in results["bytecode"]:
-        r = results["bytecode"]
+    if (r := measured(results, "bytecode")) is not None:
         out.append(
             table(
                 f"8. Cold start of the unzipped package under {r['python']}, with and without bytecode "
@@ -298,8 +298,7 @@ def report(results: dict[str, Any]) -> str:
         )
     if "campaign" in results and "error" not in results["campaign"]:
         out.append(campaign_report(results["campaign"]))
-    if "replay" in results and "error" not in results["replay"]:
-        r = results["replay"]
+    if (r := measured(results, "replay")) is not None:
         out.append(
             table(
                 f"9. Campaign replay: {r['recipients']:,} recipients, the first 180 minutes in "
