@@ -22,6 +22,7 @@ import json
 import queue
 import random
 import statistics
+import sys
 import threading
 import time
 import uuid
@@ -46,6 +47,7 @@ def _meter_class() -> Any:
     spec = importlib.util.spec_from_file_location("campaign_billing", Path(__file__).with_name("billing.py"))
     assert spec is not None and spec.loader is not None  # nosec B101
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module.Meter
 
