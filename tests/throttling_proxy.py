@@ -66,14 +66,19 @@ class ThrottlingProxy(LoopbackServer):
                 try:
                     status, payload, content_type = self._forward(body)
                 except (OSError, http.client.HTTPException):
-                    # DynamoDB Local dropped the connection: answer as DynamoDB does when it
-                    # fails inside (botocore retries a 500), and reconnect next time.
+                    # A kept-alive upstream connection DynamoDB Local closed meanwhile: once
+                    # more on a new one, then answer as DynamoDB does when it fails inside
+                    # (botocore retries a 500).
                     self.upstream = None
-                    status, payload, content_type = (
-                        500,
-                        b'{"__type":"InternalServerError"}',
-                        "application/json",
-                    )
+                    try:
+                        status, payload, content_type = self._forward(body)
+                    except (OSError, http.client.HTTPException):
+                        self.upstream = None
+                        status, payload, content_type = (
+                            500,
+                            b'{"__type":"InternalServerError"}',
+                            "application/json",
+                        )
                 self._answer(status, payload, content_type)
 
             def _forward(self, body: bytes) -> tuple[int, bytes, str]:

@@ -1,10 +1,11 @@
 """The `enrich` Lambda: DynamoDB stream records of new open events → enriched events.
 
 Answers in the `ReportBatchItemFailures` format, `{"batchItemFailures": [{"itemIdentifier":
-<SequenceNumber>}]}`: the first record that cannot be parsed (poison), whose geolocation must
-wait, or whose write failed, is reported with every record after it, never raised, so the
-records before it are not replayed. The batch's writes go out together (`writer.py`) and are
-idempotent, so a replayed or duplicated batch counts nothing twice.
+<SequenceNumber>}]}`: the first record whose geolocation must wait or whose write failed is
+reported with every record after it, never raised, so the records before it are not
+replayed; a record that cannot be parsed (poison) is reported alone. The batch's writes go
+out together (`writer.py`) and are idempotent, so a replayed or duplicated batch counts
+nothing twice.
 """
 
 from __future__ import annotations
@@ -122,16 +123,18 @@ class StreamHandler:
         self.clock = clock
 
     def __call__(self, event: Mapping[str, Any], context: Any = None) -> dict[str, list[dict[str, str]]]:
-        """Enrich the batch up to its first record that cannot be enriched now.
+        """Enrich the batch up to its first record that must be tried again.
 
         A stream shard is a queue: Lambda checkpoints before the lowest reported sequence
-        number and sends everything after it again. So the batch stops at its first poison
-        record, geolocation that must wait, or failed write, and reports it and every later
+        number and sends everything after it again. So the batch stops at its first record
+        whose geolocation must wait or whose write failed, and reports it and every later
         record; what was written past it is recognised as already counted when it comes back.
+        A poison record (one that can never be enriched) is reported alone and passed.
         """
         found = event.get("Records") if isinstance(event, Mapping) else None
         records: list[Any] = found if isinstance(found, list) else []
         cut = len(records)
+        poison: list[str] = []
         pending: list[tuple[int, Pending]] = []
         for index, record in enumerate(records):
             try:
@@ -140,9 +143,10 @@ class StreamHandler:
                     continue
                 enrichment, lookup_ip = enrichment_for(item, self.ranges)
             except Exception as exc:  # noqa: BLE001 - a record that can never be enriched as it is
-                self._poison(record, exc)
-                cut = index
-                break
+                # Reported on its own and passed: waiting cannot mend it, and the records after
+                # it are written idempotently, so replaying them is harmless.
+                self._poison(record, exc, poison)
+                continue
             pending.append((index, Pending(sequence, item, enrichment, lookup_ip, _opened(item))))
 
         try:
@@ -176,7 +180,8 @@ class StreamHandler:
                 written += 1
             else:
                 already += 1
-        failures = [s for s in (_sequence(r) for r in records[cut:]) if s]
+        later = [s for s in (_sequence(r) for r in records[cut:]) if s]
+        failures = [s for s in poison if s not in later] + later
         self.metrics.count("enriched", value=written, already=already, failed=len(failures))
         return {"batchItemFailures": [{"itemIdentifier": s} for s in failures]}
 
@@ -205,9 +210,12 @@ class StreamHandler:
         enrichment["enriched_at"] = iso_millis(int(self.clock() * 1000))
         return enrichment
 
-    def _poison(self, record: Any, exc: Exception) -> None:
+    def _poison(self, record: Any, exc: Exception, failures: list[str]) -> None:
+        sequence = _sequence(record)
         self.metrics.count("enrich_poison_record")
-        log.error("enrich_poison_record", extra={"sequence": _sequence(record), "error": repr(exc)})
+        log.error("enrich_poison_record", extra={"sequence": sequence, "error": repr(exc)})
+        if sequence:
+            failures.append(sequence)
 
 
 def _sequence(record: Any) -> str | None:
