@@ -29,7 +29,7 @@ class ThrottlingProxy(LoopbackServer):
         self, target: str, *, share: float, throttled: frozenset[str] = frozenset({"PutItem"}), seed: int = 1
     ) -> None:
         parts = urlsplit(target)
-        self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 80
+        self.upstream_host, self.upstream_port = parts.hostname or "127.0.0.1", parts.port or 80
         self.share, self.throttled = share, throttled
         self.rng = random.Random(seed)  # noqa: S311 - fault injection, not security
         self.lock = threading.Lock()
@@ -83,7 +83,9 @@ class ThrottlingProxy(LoopbackServer):
 
             def _forward(self, body: bytes) -> tuple[int, bytes, str]:
                 """One upstream connection per client connection, kept alive like the client's."""
-                upstream = self.upstream or http.client.HTTPConnection(proxy.host, proxy.port, timeout=30)
+                upstream = self.upstream or http.client.HTTPConnection(
+                    proxy.upstream_host, proxy.upstream_port, timeout=30
+                )
                 self.upstream = upstream
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
                 upstream.request("POST", self.path, body=body, headers=headers)
