@@ -115,23 +115,28 @@ def seed(
     events: list[OpenEvent],
     *,
     rng_seed: int = 3,
-    crash: tuple[str, str] | None = None,
+    crash: tuple[str, ...] | None = None,
 ) -> int:
     """Store the events, then enrich them as a misbehaving stream would deliver them:
     shuffled, a third twice, in batches of 1 to 15; with `crash` = (step, before|after), a
-    share of that step's calls dies and its batch is delivered again from the failed record."""
+    share of that step's calls dies and its batch is delivered again from the failed record.
+    `(step, when, step2)` crashes the second step too (after the call), e.g. the adoption of
+    claims that a crash after the first step left behind."""
     rng = random.Random(rng_seed)
     for event in events:
         store.put_event(event)
     records = list(events) + rng.sample(events, len(events) // 3)
     rng.shuffle(records)
     writer = EnrichmentWriter(ddb, settings)
-    injector = CrashInjector(ddb, settings, crash[0], when=crash[1], seed=rng_seed) if crash else None
+    injectors = []
+    if crash:
+        injectors.append(CrashInjector(ddb, settings, crash[0], when=crash[1], seed=rng_seed))
+        injectors += [CrashInjector(ddb, settings, step, rate=0.5, seed=rng_seed + 1) for step in crash[2:]]
     failed = deliver(writer, [(stored(e), enrichment(e)) for e in records], rng)
-    if injector is not None:
+    for injector in injectors:
         injector.enabled = False
-        assert injector.crashes[crash[0]] > 0, "the crash was never injected"  # type: ignore[index]
-        assert failed > 0
+        assert injector.crashes[injector.step] > 0, f"no crash was injected at {injector.step}"
+    assert failed > 0 or not injectors
     return failed
 
 
@@ -183,10 +188,16 @@ def expected_from_events(ddb, settings) -> dict[str, Any]:
     return {"emails": per_email, "days": per_day, "users": per_user}
 
 
-CRASHES = [None, *((step, when) for step in STEPS if step != "adopt" for when in ("before", "after"))]
+CRASHES = [
+    None,
+    *((step, when) for step in STEPS if step != "adopt" for when in ("before", "after")),
+    ("claim", "after", "adopt"),  # the retry that adopts orphaned claims dies as well
+]
 
 
-@pytest.mark.parametrize("crash", CRASHES, ids=lambda c: "no-crash" if c is None else f"{c[1]}-{c[0]}")
+@pytest.mark.parametrize(
+    "crash", CRASHES, ids=lambda c: "no-crash" if c is None else "-".join((c[1], *c[:1], *c[2:]))
+)
 def test_aggregates_equal_a_recount_after_duplicates_replays_and_reordering(store, ddb, settings, crash):
     events = make_events(60)
     seed(store, ddb, settings, events, crash=crash)
