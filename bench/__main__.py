@@ -1,8 +1,8 @@
 """`python -m bench` (`make bench`): every benchmark, printed as tables and saved as JSON.
 
 `--quick` takes fewer samples (for a smoke run); `--only NAME[,NAME]` runs a subset:
-latency, cold_start, package, enrichment, inline, load, accuracy, proxy_geo, click_latency,
-instrument.
+latency, cold_start, package, bytecode, enrichment, inline, load, campaign, replay, accuracy,
+proxy_geo, click_latency, instrument.
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ from typing import Any
 
 from bench import (
     accuracy,
+    bytecode,
+    campaign,
     clicks,
     cold_start,
     enrichment,
@@ -30,6 +32,7 @@ from bench import (
     load,
     package_size,
     proxy_geo,
+    replay,
 )
 from bench.stack import ROOT, dynamodb_local
 from bench.stats import table
@@ -40,9 +43,12 @@ NAMES = (
     "latency",
     "cold_start",
     "package",
+    "bytecode",
     "enrichment",
     "inline",
     "load",
+    "campaign",
+    "replay",
     "accuracy",
     "proxy_geo",
     *clicks.NAMES,
@@ -71,10 +77,15 @@ def machine() -> dict[str, Any]:
     }
 
 
+def measured(results: dict[str, Any], name: str) -> dict[str, Any] | None:
+    """A benchmark's results, or None when it was not run or failed."""
+    found = results.get(name)
+    return found if isinstance(found, dict) and "error" not in found else None
+
+
 def report(results: dict[str, Any]) -> str:
     out: list[str] = []
-    if "latency" in results and "error" not in results["latency"]:
-        r = results["latency"]
+    if (r := measured(results, "latency")) is not None:
         out.append(
             table(
                 f"1. Pixel latency: real handler.pixel (HTTP API v2 event) vs one raw PutItem, "
@@ -117,8 +128,7 @@ def report(results: dict[str, Any]) -> str:
             + f"{r['conditional_over_floor_median']}; "
             + f"pixel / conditional PutItem: {r['pixel_over_conditional_median']}\n"
         )
-    if "cold_start" in results and "error" not in results["cold_start"]:
-        r = results["cold_start"]
+    if (r := measured(results, "cold_start")) is not None:
         labels = {
             "floor": f"import {r['floor_modules']} (floor)",
             "floor_and_client": "floor + one boto3 DynamoDB client",
@@ -154,8 +164,7 @@ def report(results: dict[str, Any]) -> str:
                 ],
             )
         )
-    if "package" in results and "error" not in results["package"]:
-        r = results["package"]
+    if (r := measured(results, "package")) is not None:
         out.append(
             table(
                 "3. Deployment package (.serverless/mailpixel.zip)",
@@ -183,8 +192,7 @@ def report(results: dict[str, Any]) -> str:
                 [[e["entry"], e["bytes"]] for e in r["largest_unzipped"]],
             )
         )
-    if "enrichment" in results and "error" not in results["enrichment"]:
-        r = results["enrichment"]
+    if (r := measured(results, "enrichment")) is not None:
         rows = []
         for name, label in (
             ("cold_instance", "cold instance, empty caches"),
@@ -225,8 +233,7 @@ def report(results: dict[str, Any]) -> str:
             f"IPs looked up per 1000 opens: {r['ips_sent_per_1000_opens']}; "
             f"enriched in table: {r['enriched_in_table']}/{r['events_in_table']}\n"
         )
-    if "inline" in results and "error" not in results["inline"]:
-        r = results["inline"]
+    if (r := measured(results, "inline")) is not None:
         lat = r["latency_ms"]
         out.append(
             table(
@@ -293,6 +300,52 @@ def report(results: dict[str, Any]) -> str:
             )
             + f"exactly one event per request: {'yes' if check['exactly_one_each'] else 'NO'}\n"
         )
+    if (r := measured(results, "bytecode")) is not None:
+        out.append(
+            table(
+                f"8. Cold start of the unzipped package under {r['python']}, with and without bytecode "
+                f"compiled for it, median of {r['samples']} fresh processes, interleaved",
+                ["first request of", "source only ms", "with bytecode ms", "ratio"],
+                [
+                    [probe, m["source"], m["compiled"], r["compiled_over_source"][probe]]
+                    for probe, m in r["median_ms"].items()
+                ],
+            )
+            + f"bytecode adds {r['pyc_bytes_added']:,} bytes unzipped\n"
+        )
+    if "campaign" in results and "error" not in results["campaign"]:
+        out.append(campaign_report(results["campaign"]))
+    if (r := measured(results, "replay")) is not None:
+        out.append(
+            table(
+                f"9. Campaign replay: {r['recipients']:,} recipients, the first 180 minutes in "
+                f"{r['compressed_seconds']:.0f} s, against the local stack",
+                [
+                    "opens sent",
+                    "peak/s",
+                    "refused",
+                    "stored",
+                    "enriched",
+                    "lag p50 s",
+                    "lag p99 s",
+                    "lag max s",
+                    "stats exact",
+                ],
+                [
+                    [
+                        r["opens_sent"],
+                        r["peak_opens_per_second"],
+                        r["refused"],
+                        r["stored"],
+                        r["enriched"],
+                        r["lag_seconds"]["p50"],
+                        r["lag_seconds"]["p99"],
+                        r["lag_seconds"]["max"],
+                        "yes" if r["stats_correct"] else "NO",
+                    ]
+                ],
+            )
+        )
     for name, section in (("accuracy", accuracy), ("proxy_geo", proxy_geo)):
         if name in results and "error" not in results[name]:
             out.append(section.report(results[name]))
@@ -301,6 +354,74 @@ def report(results: dict[str, Any]) -> str:
         if isinstance(value, dict) and "error" in value:
             out.append(f"### {name}: not measured\n\n{value['error']}\n")
     return "\n".join(out)
+
+
+def campaign_report(r: dict[str, Any]) -> str:
+    ours, today = r["ours"], r["today"]
+
+    def row(label: str, d: dict[str, Any]) -> list[Any]:
+        p, t = d["per_open"], d["throughput"]
+        return [
+            label,
+            p["total_calls"],
+            p["enrich_calls"],
+            p["pixel_wru"],
+            p["enrich_wru"],
+            p["total_wru"],
+            t["parallel"],
+            t["opens"],
+            t["events_per_second"],
+            t["ms_per_event"],
+            d["floor_put_ms"],
+            d["event_over_put"],
+            d["saturated_put_ms"],
+            "yes" if t["stats_correct"] else "NO",
+        ]
+
+    rows = [row("today (main)", today), row("this branch", ours)]
+    detail = [
+        [
+            name,
+            ours["per_open"]["enrich_calls_by_operation"].get(name, 0),
+            today["per_open"]["enrich_calls_by_operation"].get(name, 0),
+        ]
+        for name in sorted(
+            {*ours["per_open"]["enrich_calls_by_operation"], *today["per_open"]["enrich_calls_by_operation"]}
+        )
+    ]
+    return (
+        table(
+            "7. One campaign per open: DynamoDB calls and write request units (billing rules on the sizes "
+            "written), enrichment at the deployed parallelization factor",
+            [
+                "code",
+                "calls/open",
+                "enrich calls/open",
+                "pixel WRU/open",
+                "enrich WRU/open",
+                "WRU/open",
+                "parallel",
+                "opens",
+                "events/s",
+                "ms/event",
+                "raw PutItem ms",
+                "event / PutItem",
+                "PutItem ms, 16 threads",
+                "stats exact",
+            ],
+            rows,
+        )
+        + f"targets: WRU/open <= {r['target_wru_per_open']}: {'met' if r['meets_wru'] else 'MISSED'}; "
+        + f"event / PutItem <= {r['target_event_over_put']}: "
+        + f"{'met' if r['meets_event_over_put'] else 'MISSED'}\n\n"
+        + table("7b. Enrichment calls per open by operation", ["operation", "this branch", "today"], detail)
+        + "\n"
+        + table(
+            "7c. Enrichment WRU per open by table and index (this branch)",
+            ["target", "WRU/open"],
+            list(ours["per_open"]["enrich_wru_by_target"].items()),
+        )
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -334,6 +455,7 @@ def main(argv: list[str] | None = None) -> int:
             ),
             "cold_start": lambda: cold_start.run(samples=5 if quick else 21),
             "package": package_size.run,
+            "bytecode": lambda: bytecode.run(work, samples=5 if quick else 15),
             "enrichment": on_fresh_dynamodb(
                 lambda db: enrichment.run(
                     db, work, total=300 if quick else 1000, distinct_ips=60 if quick else 150
@@ -344,6 +466,13 @@ def main(argv: list[str] | None = None) -> int:
             "accuracy": accuracy.run,
             "proxy_geo": proxy_geo.run,
             **clicks.steps(on_fresh_dynamodb, work, quick),
+            "replay": lambda: replay.run(recipients=1000 if quick else 4000, seconds=30 if quick else 60),
+            "campaign": lambda: campaign.run(
+                work,
+                opens=2000 if quick else 20_000,
+                today_opens=500 if quick else 2000,
+                accounting=300 if quick else 1000,
+            ),
         }
         for name in chosen:
             print(f"running {name} ...", file=sys.stderr, flush=True)

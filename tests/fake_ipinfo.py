@@ -12,10 +12,10 @@ import contextlib
 import json
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from mailpixel.ops.local.stack import free_port
+from tests.loopback import LoopbackServer
 
 
 def answer_for(ip: str) -> dict[str, Any]:
@@ -37,7 +37,7 @@ def answer_for(ip: str) -> dict[str, Any]:
     }
 
 
-class FakeIpinfo:
+class FakeIpinfo(LoopbackServer):
     def __init__(self) -> None:
         self.mode = "ok"
         self.delay = 0.0
@@ -47,22 +47,11 @@ class FakeIpinfo:
         self.ips_seen: list[str] = []
         self.auth_headers: list[str | None] = []
         self._lock = threading.Lock()
-        self.port = free_port()
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), self._handler_class())
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        super().__init__(self._handler_class())
 
     def start(self) -> FakeIpinfo:
-        self.thread.start()
+        super().start()
         return self
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
     def reset(self, mode: str = "ok") -> None:
         with self._lock:

@@ -34,8 +34,9 @@ log = get_logger("api.routes")
 EXTENSION = "mailpixel_api"
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
-# Kept in the table for the pipeline, never shown: the full IP awaiting enrichment, and the key.
-HIDDEN_FIELDS = frozenset({"pending_ip", "open_key"})
+# Kept in the table for the pipeline, never shown: the full IP awaiting enrichment, the key, and
+# enrichment's bookkeeping (the sparse `unenriched` index attribute, the counting batch token).
+HIDDEN_FIELDS = frozenset({"pending_ip", "open_key", "unenriched", "counted_by"})
 NO_KEYS_MESSAGE = (
     "the query API has no keys configured: set MAILPIXEL_API_KEYS (comma-separated) "
     "or, in AWS, MAILPIXEL_API_KEYS_PARAMETER"
@@ -297,4 +298,4 @@ def user_opens(user_id: str) -> Response:
 @bp.get("/users/<id:user_id>/stats")
 def user_stats(user_id: str) -> Response:
     state = _state()
-    return jsonify(stats.user_stats(state.client, state.settings.meta_table, _id(user_id, "user_id")))
+    return jsonify(stats.user_stats(state.client, state.settings.table, _id(user_id, "user_id")))

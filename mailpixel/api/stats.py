@@ -1,7 +1,8 @@
 """The read side of the aggregates: what the API, the dashboard and `mailpixel stats` show.
 
 Each answer is a bounded number of requests: an email's stats one GetItem, a per-day series
-one Query, the recent emails one Query per day plus one BatchGetItem per 100 emails.
+one Query (one per shard of `all` for every email together), a user's stats one Query of the
+`by_user` index, the recent emails one Query per day plus one BatchGetItem per 100 emails.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from mailpixel.ddb.batch import batch_get
 from mailpixel.ddb.codec import plain_item
 from mailpixel.ddb.store import paged
 from mailpixel.model.counters import CLIENT_PREFIX, COUNTERS, COUNTRY_PREFIX, MACHINE_PREFIX, PROXY_PREFIX
-from mailpixel.model.keys import ALL_PK, STATS_SK, day_sk, email_pk, emails_on_day_pk, meta_key, user_pk
+from mailpixel.model.keys import STATS_SK, USER_INDEX, all_pks, day_sk, email_pk, emails_on_day_pk, meta_key
 from mailpixel.model.query import BadQuery, named_time_bound
 
 if TYPE_CHECKING:
@@ -68,7 +69,11 @@ def email_stats(client: DynamoDBClient, table: str, email_id: str) -> dict[str, 
 
 
 def user_stats(client: DynamoDBClient, table: str, user_id: str) -> dict[str, Any]:
-    response = client.get_item(TableName=table, Key=meta_key(user_pk(user_id), STATS_SK))
+    """A user's enriched opens, read from the `by_user` index of the events `table`.
+
+    Nothing is written per user when opens are enriched (a per-user counter item would be one
+    more write per open, and one more item per batch transaction); a user's opens are few, so
+    one Query of their index partition, reading only the attributes counted, answers."""
     result: dict[str, Any] = {
         "user_id": user_id,
         "opens": 0,
@@ -77,9 +82,24 @@ def user_stats(client: DynamoDBClient, table: str, user_id: str) -> dict[str, An
         "first_open_at": None,
         "last_open_at": None,
     }
-    if "Item" in response:
-        item = plain_item(response["Item"])
-        result.update({k: v for k, v in item.items() if k in result})
+    kwargs: dict[str, Any] = {
+        "TableName": table,
+        "IndexName": USER_INDEX,
+        "KeyConditionExpression": "user_id = :u",
+        "ExpressionAttributeValues": {":u": {"S": user_id}},
+        "ProjectionExpression": "opened_at, enriched_at, machine_open",
+    }
+    for raw in paged(client.query, **kwargs):
+        item = plain_item(raw)
+        if "enriched_at" not in item:
+            continue
+        result["opens"] += 1
+        result["machine_opens" if item.get("machine_open") else "human_opens"] += 1
+        moment = str(item["opened_at"])
+        if result["first_open_at"] is None or moment < result["first_open_at"]:
+            result["first_open_at"] = moment
+        if result["last_open_at"] is None or moment > result["last_open_at"]:
+            result["last_open_at"] = moment
     return result
 
 
@@ -112,26 +132,27 @@ def _days(first: date, last: date) -> Iterable[date]:
 def daily(
     client: DynamoDBClient, table: str, email_id: str | None, first: date, last: date
 ) -> list[dict[str, Any]]:
-    """Per-day counts of one email (or of all emails), one entry per day, zeros included."""
-    pk = email_pk(email_id) if email_id is not None else ALL_PK
-    found: dict[str, dict[str, Any]] = {}
-    kwargs: dict[str, Any] = {
-        "TableName": table,
-        "KeyConditionExpression": "pk = :pk AND sk BETWEEN :lo AND :hi",
-        "ExpressionAttributeValues": {
-            ":pk": {"S": pk},
-            ":lo": {"S": day_sk(first.isoformat())},
-            ":hi": {"S": day_sk(last.isoformat())},
-        },
-    }
-    # One page for any range within MAX_DAYS unless a day has thousands of clients.
-    for item in paged(client.query, **kwargs):
-        row = shape(plain_item(item))
-        found[str(row["date"])] = row
+    """Per-day counts of one email (or of all emails: the sum of the `all` shards), one entry
+    per day, zeros included."""
+    pks = [email_pk(email_id)] if email_id is not None else all_pks()
+    found: dict[str, list[dict[str, Any]]] = {}
+    for pk in pks:
+        kwargs: dict[str, Any] = {
+            "TableName": table,
+            "KeyConditionExpression": "pk = :pk AND sk BETWEEN :lo AND :hi",
+            "ExpressionAttributeValues": {
+                ":pk": {"S": pk},
+                ":lo": {"S": day_sk(first.isoformat())},
+                ":hi": {"S": day_sk(last.isoformat())},
+            },
+        }
+        # One page for any range within MAX_DAYS unless a day has thousands of clients.
+        for item in paged(client.query, **kwargs):
+            row = shape(plain_item(item))
+            found.setdefault(str(row["date"]), []).append(row)
     result = []
     for day in _days(first, last):
-        row = found.get(day.isoformat()) or {**shape({}), "date": day.isoformat()}
-        row.pop("email_id", None)
+        row = {**totals(found.get(day.isoformat(), [])), "date": day.isoformat()}
         result.append(row)
     return result
 

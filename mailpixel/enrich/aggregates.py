@@ -1,27 +1,24 @@
 """Aggregates kept as events are enriched, so stats are one GetItem and a chart one Query.
 
-Three kinds of write, each chosen for what it must guarantee:
+Everything here is written per *batch* of stream records, never per open on a shared item
+(`writer.py` runs the steps; README "Scale design" has the numbers):
 
-1. **Counters** (`aggregate_updates`): unconditional `ADD`s, returned as TransactWriteItems
-   entries that the enrichment step writes in the *same* transaction as the event's update
-   with `attribute_not_exists(enriched_at)`. The transaction commits once per event, so each
-   counter counts each event exactly once, whatever the stream replays.
-2. **Unique openers** (`unique_opener_updates`): "count this user only if not seen before".
-   A marker item `email#ID / opener#USER` is updated with a condition, together with the
-   counter it guards, in a small transaction *of its own*: inside the enrichment transaction a
-   failing marker condition would cancel the event's enrichment too. A cancelled unique
-   transaction means "already counted", so running it again is harmless. A human open
-   after a machine open (Apple's prefetch, then the person) counts for `unique_human_openers`
-   through a second attribute on the same marker, in a second transaction.
+1. **Counters** (`sum_counters`, `counter_transaction`): the batch's events are summed per
+   aggregate item, and each item gets one `ADD` of the sums, all in one TransactWriteItems with
+   a `Put` of the batch's idempotency marker `batch#TOKEN` (`attribute_not_exists`). The events
+   counted carry `counted_by = TOKEN`; an event whose token has no marker was claimed by an
+   attempt that died before its transaction, and is counted again under a new token.
+2. **Unique openers** (`opener_update`): the marker `email#ID / opener#USER` remembers *which
+   event* first made the user an opener (`seen_by`, and `human_seen_by` for a person), set with
+   `if_not_exists`. A batch adds one unique opener when the marker names an event this batch
+   counts, so the opener is counted exactly when (and as often as) that event is: once.
 3. **First and last open** (`bound_updates`): conditional `SET`s that only move a bound
-   outwards (`first_open_at > :t`, `last_open_at < :t`). min and max are idempotent and
-   commutative, so these need no exactly-once machinery at all: replays and out-of-order
-   records leave them right. (`if_not_exists` would keep the first record *processed*, which
-   after a retry or a reordered stream is not the first open.)
+   outwards, once per email per batch. min and max are idempotent and commutative, so replays
+   and out-of-order records leave them right.
 
-`write_followups` runs 2 and 3. The enrichment step calls it after its transaction, whether
-that committed or was cancelled as "already enriched", so a crash between the two is repaired
-by the stream's retry.
+Per-user stats are read from the `by_user` index (`api/stats.py`), so a batch writes nothing
+per user but the opener marker. The deployment-wide day counters are split over `ALL_SHARDS`
+items, one chosen per transaction.
 
 The items and their keys are listed in `mailpixel.model.keys`, the counters' names in
 `mailpixel.model.counters`. Breakdown names come from a closed set (known clients, ISO country
@@ -32,30 +29,28 @@ DynamoDB's 400 KB limit.
 from __future__ import annotations
 
 import calendar
-import contextlib
 import re
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import date, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from mailpixel.config import Settings
 from mailpixel.ddb.update import update
 from mailpixel.model.counters import CLIENT_PREFIX, COUNTRY_PREFIX, MACHINE_PREFIX, PROXY_PREFIX
 from mailpixel.model.keys import (
-    ALL_PK,
     STATS_SK,
+    Key,
+    all_pk,
+    batch_key,
     day_sk,
     email_pk,
     emails_on_day_pk,
     meta_key,
     opener_sk,
-    user_pk,
 )
-
-if TYPE_CHECKING:
-    from mypy_boto3_dynamodb import DynamoDBClient
 
 UNKNOWN = "unknown"
 OTHER = "other"
@@ -146,174 +141,140 @@ def _expires(settings: Settings, now: float | None) -> dict[str, str]:
     return {"N": str(int(now if now is not None else time.time()) + settings.retention_seconds)}
 
 
-@dataclass(frozen=True)
+@dataclass
 class CounterItem:
-    """One aggregate item an event counts in: ADD 1 to each of `adds`, SET each of `sets`."""
+    """One aggregate item: ADD each of `adds` (name → amount), SET each of `sets`."""
 
-    key: dict[str, dict[str, str]]
-    adds: tuple[str, ...]
+    key: Key
+    adds: Counter[str]
     sets: Mapping[str, dict[str, Any]]
 
 
 def counter_items(
-    event: Mapping[str, Any], settings: Settings, *, now: float | None = None
+    event: Mapping[str, Any], settings: Settings, *, shard: int = 0, now: float | None = None
 ) -> list[CounterItem]:
     """Every aggregate item one enriched event counts in, and what it adds to each."""
     email_id = str(event["email_id"])
-    user_id = event.get("user_id") or None
     day = open_day(event)
     expires = _expires(settings, now)
     day_expires = {"N": str(_day_expiry(day, settings))}
     kind = "human_opens" if is_human(event) else "machine_opens"
-    counters = ("opens", kind, *breakdown(event))
+    counters = Counter(("opens", kind, *breakdown(event)))
     date_value = {"S": day}
     email_value = {"S": email_id}
-    items = [
+    day_sets = {"email_id": email_value, "date": date_value, "expires_at": day_expires}
+    return [
         CounterItem(
             meta_key(email_pk(email_id), STATS_SK), counters, {"email_id": email_value, "expires_at": expires}
         ),
+        CounterItem(meta_key(email_pk(email_id), day_sk(day)), counters, day_sets),
         CounterItem(
-            meta_key(email_pk(email_id), day_sk(day)),
-            counters,
-            {"email_id": email_value, "date": date_value, "expires_at": day_expires},
+            meta_key(all_pk(shard), day_sk(day)), counters, {"date": date_value, "expires_at": day_expires}
         ),
-        CounterItem(meta_key(ALL_PK, day_sk(day)), counters, {"date": date_value, "expires_at": day_expires}),
-        CounterItem(
-            meta_key(emails_on_day_pk(day), email_pk(email_id)),
-            ("opens", kind),
-            {"email_id": email_value, "date": date_value, "expires_at": day_expires},
-        ),
+        CounterItem(meta_key(emails_on_day_pk(day), email_pk(email_id)), Counter(("opens", kind)), day_sets),
     ]
-    if user_id:
-        items.append(
-            CounterItem(
-                meta_key(user_pk(str(user_id)), STATS_SK),
-                ("opens", kind),
-                {"user_id": {"S": str(user_id)}, "expires_at": expires},
+
+
+def _key_id(key: Key) -> tuple[str, str]:
+    return key["pk"]["S"], key["sk"]["S"]
+
+
+def sum_counters(
+    events: Iterable[Mapping[str, Any]], settings: Settings, *, shard: int = 0, now: float | None = None
+) -> list[CounterItem]:
+    """The events' counts summed per aggregate item: what one batch ADDs to each item, once."""
+    summed: dict[tuple[str, str], CounterItem] = {}
+    for event in events:
+        for item in counter_items(event, settings, shard=shard, now=now):
+            found = summed.get(_key_id(item.key))
+            if found is None:
+                summed[_key_id(item.key)] = CounterItem(item.key, Counter(item.adds), item.sets)
+            else:
+                found.adds.update(item.adds)
+    return list(summed.values())
+
+
+def item_keys(event: Mapping[str, Any], settings: Settings) -> set[tuple[str, str]]:
+    """The aggregate items an event's counts land in (shard 0 standing for the shared shard)."""
+    return {_key_id(item.key) for item in counter_items(event, settings)}
+
+
+@dataclass
+class Openers:
+    """Unique openers (and unique human openers) a batch adds, per email."""
+
+    all: Counter[str] = field(default_factory=Counter)
+    human: Counter[str] = field(default_factory=Counter)
+
+
+def counter_transaction(
+    settings: Settings,
+    token: str,
+    counters: Iterable[CounterItem],
+    openers: Openers,
+    *,
+    now: float | None = None,
+) -> list[dict[str, Any]]:
+    """TransactItems of one batch: its marker (once only) and one ADD per counter item."""
+    marker = {
+        "Put": {
+            "TableName": settings.meta_table,
+            "Item": {**batch_key(token), "expires_at": _expires(settings, now)},
+            "ConditionExpression": "attribute_not_exists(pk)",
+        }
+    }
+    items: list[dict[str, Any]] = [marker]
+    for item in counters:
+        adds = Counter(item.adds)
+        if item.key["sk"]["S"] == STATS_SK:
+            email_id = item.key["pk"]["S"].removeprefix(email_pk(""))
+            adds.update(
+                {"unique_openers": openers.all[email_id], "unique_human_openers": openers.human[email_id]}
             )
-        )
+        amounts = {name: n for name, n in adds.items() if n}
+        items.append({"Update": update(settings.meta_table, item.key, sets=item.sets, adds=amounts)})
     return items
 
 
-def aggregate_updates(
-    event: Mapping[str, Any], settings: Settings, *, now: float | None = None
-) -> list[dict[str, Any]]:
-    """Counter updates for one enriched event, for the enrichment's own transaction.
-
-    Unconditional on purpose: exactly-once comes from the event's
-    `attribute_not_exists(enriched_at)` condition in the same transaction.
-    """
-    return [
-        {"Update": update(settings.meta_table, item.key, sets=item.sets, adds=item.adds)}
-        for item in counter_items(event, settings, now=now)
-    ]
-
-
-def _marker_transaction(
-    event: Mapping[str, Any], settings: Settings, marker_attr: str, counter: str, expires: dict[str, str]
-) -> list[dict[str, Any]]:
-    email_id, user_id = str(event["email_id"]), str(event["user_id"])
-    marker = update(
+def opener_update(
+    settings: Settings,
+    email_id: str,
+    user_id: str,
+    first_key: str,
+    human_key: str | None,
+    *,
+    now: float | None = None,
+) -> dict[str, Any]:
+    """`update_item` arguments naming `first_key` (and `human_key`) as the events that made the
+    user an opener of the email, unless earlier events already are. Returns the item as it is
+    after, so the caller sees which events the marker names."""
+    claims = {"seen_by": {"S": first_key}}
+    if human_key is not None:
+        claims["human_seen_by"] = {"S": human_key}
+    args = update(
         settings.meta_table,
         meta_key(email_pk(email_id), opener_sk(user_id)),
-        sets={
-            marker_attr: {"S": str(event["opened_at"])},
-            "user_id": {"S": user_id},
-            "email_id": {"S": email_id},
-            "expires_at": expires,
-        },
-        condition="attribute_not_exists(#marker)",
-        condition_names={"#marker": marker_attr},
+        sets={"user_id": {"S": user_id}, "email_id": {"S": email_id}, "expires_at": _expires(settings, now)},
+        set_if_missing=claims,
     )
-    return [
-        {"Update": marker},
-        {
-            "Update": update(
-                settings.meta_table,
-                meta_key(email_pk(email_id), STATS_SK),
-                sets={"email_id": {"S": email_id}, "expires_at": expires},
-                adds=(counter,),
-            )
-        },
-    ]
-
-
-def unique_opener_updates(
-    event: Mapping[str, Any], settings: Settings, *, now: float | None = None
-) -> list[list[dict[str, Any]]]:
-    """Transactions that count the event's user as a (human) opener of the email once.
-
-    Each inner list is its OWN TransactWriteItems call; a cancellation whose reason is
-    ConditionalCheckFailed means "already counted". Events without a user_id count nobody.
-    """
-    if not event.get("user_id"):
-        return []
-    expires = _expires(settings, now)
-    transactions = [_marker_transaction(event, settings, "seen_at", "unique_openers", expires)]
-    if is_human(event):
-        transactions.append(
-            _marker_transaction(event, settings, "human_seen_at", "unique_human_openers", expires)
-        )
-    return transactions
-
-
-def _bound(
-    table: str, key: dict[str, Any], attr: str, moment: str, sets: Mapping[str, dict[str, Any]]
-) -> dict[str, Any]:
-    comparison = ">" if attr == "first_open_at" else "<"
-    return update(
-        table,
-        key,
-        sets={attr: {"S": moment}},
-        set_if_missing=sets,
-        condition=f"attribute_not_exists(#s0) OR #s0 {comparison} :s0",
-    )
+    args["ReturnValues"] = "ALL_NEW"
+    return args
 
 
 def bound_updates(
-    event: Mapping[str, Any], settings: Settings, *, now: float | None = None
+    settings: Settings, email_id: str, first: str, last: str, *, now: float | None = None
 ) -> list[dict[str, Any]]:
-    """`update_item` arguments that move first/last open outwards; a failed condition means
-    the bound already covers this event. Safe to repeat and to apply in any order."""
-    email_id, moment = str(event["email_id"]), str(event["opened_at"])
-    expires = _expires(settings, now)
-    targets: list[tuple[dict[str, Any], dict[str, dict[str, Any]]]] = [
-        (meta_key(email_pk(email_id), STATS_SK), {"email_id": {"S": email_id}, "expires_at": expires})
-    ]
-    if event.get("user_id"):
-        user_id = str(event["user_id"])
-        user_sets = {"user_id": {"S": user_id}, "expires_at": expires}
-        targets.append((meta_key(user_pk(user_id), STATS_SK), user_sets))
+    """`update_item` arguments that move the email's first/last open outwards; a failed
+    condition means the bound already covers these events. Safe to repeat, in any order."""
+    key = meta_key(email_pk(email_id), STATS_SK)
+    sets = {"email_id": {"S": email_id}, "expires_at": _expires(settings, now)}
     return [
-        _bound(settings.meta_table, key, attr, moment, sets)
-        for key, sets in targets
-        for attr in ("first_open_at", "last_open_at")
+        update(
+            settings.meta_table,
+            key,
+            sets={attr: {"S": moment}},
+            set_if_missing=sets,
+            condition=f"attribute_not_exists(#s0) OR #s0 {comparison} :s0",
+        )
+        for attr, moment, comparison in (("first_open_at", first, ">"), ("last_open_at", last, "<"))
     ]
-
-
-def _cancelled_by_condition(error: Exception) -> bool:
-    reasons = getattr(error, "response", {}).get("CancellationReasons") or []
-    return any(reason.get("Code") == "ConditionalCheckFailed" for reason in reasons)
-
-
-def write_followups(
-    client: DynamoDBClient, event: Mapping[str, Any], settings: Settings, *, now: float | None = None
-) -> int:
-    """Unique openers and first/last open for one enriched event. Idempotent.
-
-    Call it after the enrichment transaction, also when that was cancelled as "already
-    enriched". Returns how many unique-opener counts this call added (0 on a replay). Any
-    other error raises, so the stream retries the record and this runs again.
-    """
-    added = 0
-    for transaction in unique_opener_updates(event, settings, now=now):
-        try:
-            client.transact_write_items(TransactItems=transaction)  # type: ignore[arg-type]
-            added += 1
-        except client.exceptions.TransactionCanceledException as error:
-            if not _cancelled_by_condition(error):
-                raise
-    for bound in bound_updates(event, settings, now=now):
-        with contextlib.suppress(client.exceptions.ConditionalCheckFailedException):
-            client.update_item(**bound)
-    return added

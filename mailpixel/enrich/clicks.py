@@ -10,7 +10,7 @@ changes nothing and an erased click is not recreated. Click aggregates are not k
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -73,6 +73,19 @@ class ClickWriter:
         except self.client.exceptions.ConditionalCheckFailedException:
             return False
         return True
+
+    def write_batch(
+        self, entries: Sequence[tuple[Mapping[str, Any], Mapping[str, Any]]]
+    ) -> list[bool | Exception]:
+        """Each click on its own (clicks have no counters to sum per batch): True, False or the
+        error, as `EnrichmentWriter.write_batch` answers."""
+        results: list[bool | Exception] = []
+        for event, enrichment in entries:
+            try:
+                results.append(self.write(event, enrichment))
+            except Exception as exc:  # noqa: BLE001 - the handler reports the record and stops there
+                results.append(exc)
+        return results
 
 
 def build_click_handler(settings: Settings, **options: Any) -> StreamHandler:

@@ -1,15 +1,17 @@
 """The `enrich` Lambda: DynamoDB stream records of new open events → enriched events.
 
 Answers in the `ReportBatchItemFailures` format, `{"batchItemFailures": [{"itemIdentifier":
-<SequenceNumber>}]}`: a record that cannot be parsed (poison) or whose geolocation must wait is
-reported, never raised, so the rest of the batch is not replayed for it. Writes are conditional
-(see `writer.py`), so a replayed or duplicated batch changes nothing.
+<SequenceNumber>}]}`: the first record whose geolocation must wait or whose write failed is
+reported with every record after it, never raised, so the records before it are not
+replayed; a record that cannot be parsed (poison) is reported alone. The batch's writes go
+out together (`writer.py`) and are idempotent, so a replayed or duplicated batch counts
+nothing twice.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -136,6 +138,10 @@ class Writer(Protocol):
 
     def write(self, event: Mapping[str, Any], enrichment: Mapping[str, Any]) -> bool: ...
 
+    def write_batch(
+        self, entries: Sequence[tuple[Mapping[str, Any], Mapping[str, Any]]]
+    ) -> list[bool | Exception]: ...
+
 
 class StreamHandler:
     """Callable as a Lambda handler: `handler(event, context)`.
@@ -174,63 +180,84 @@ class StreamHandler:
         self.set_aside_unwritable = set_aside_unwritable
 
     def __call__(self, event: Mapping[str, Any], context: Any = None) -> dict[str, list[dict[str, str]]]:
-        records = event.get("Records") if isinstance(event, Mapping) else None
-        failures: list[str] = []
-        pending: list[Pending] = []
-        for record in records if isinstance(records, list) else []:
+        """Enrich the batch up to its first record that must be tried again.
+
+        A stream shard is a queue: Lambda checkpoints before the lowest reported sequence
+        number and sends everything after it again. So the batch stops at its first record
+        whose geolocation must wait or whose write failed, and reports it and every later
+        record; what was written past it is recognised as already counted when it comes back.
+        A poison record (one that can never be enriched) is reported alone and passed.
+        """
+        found = event.get("Records") if isinstance(event, Mapping) else None
+        records: list[Any] = found if isinstance(found, list) else []
+        cut = len(records)
+        poison: list[str] = []
+        pending: list[tuple[int, Pending]] = []
+        for index, record in enumerate(records):
             try:
                 sequence, item = self.parse(record)
             except PoisonRecord as exc:
-                self._poison(record, exc, failures)
+                self._poison(record, exc, poison)
                 continue
             if item is None:
                 continue
             if self.set_aside_unwritable and (why := unwritable(item)) is not None:
-                self._set_aside(sequence, item, why, failures)
+                # Reported on its own and passed: no retry can write it (see _set_aside).
+                self._set_aside(sequence, item, why, poison)
                 continue
             try:
                 enrichment, lookup_ip = self.enrich_item(item, self.ranges)
-            except Exception as exc:  # noqa: BLE001 - one bad record is reported, the rest go on
-                self._poison(record, exc, failures)
+            except Exception as exc:  # noqa: BLE001 - a record that can never be enriched as it is
+                # Reported on its own and passed: waiting cannot mend it, and the records after
+                # it are written idempotently, so replaying them is harmless.
+                self._poison(record, exc, poison)
                 continue
-            pending.append(Pending(sequence, item, enrichment, lookup_ip, self.event_time(item)))
+            pending.append((index, Pending(sequence, item, enrichment, lookup_ip, self.event_time(item))))
 
         try:
-            geo = self.geolocator.locate(ip for p in pending if (ip := address_to_look_up(p)))
+            geo = self.geolocator.locate(ip for _, p in pending if (ip := address_to_look_up(p)))
         except Exception:  # noqa: BLE001 - an unexpected provider failure: retry all of them later
             log.exception("geo_unexpected_error")
-            geo = GeoOutcome(failed={p.lookup_ip for p in pending if p.lookup_ip})
+            geo = GeoOutcome(failed={p.lookup_ip for _, p in pending if p.lookup_ip})
 
-        written = already = 0
-        for entry in pending:
+        ready: list[tuple[int, Pending, dict[str, Any]]] = []
+        for index, entry in pending:
             unavailable = address_to_look_up(entry) in geo.failed
-            if unavailable and not self._waited_enough(entry):
-                failures.append(entry.sequence)
-                continue
-            if _out_of_time(context):
-                failures.append(entry.sequence)
-                continue
+            if (unavailable and not self._waited_enough(entry)) or _out_of_time(context):
+                cut = min(cut, index)
+                break
             enrichment = self._finish(entry, geo, unavailable=unavailable)
-            try:
-                if self.before_write is not None:
+            if self.before_write is not None:
+                try:
                     self.before_write(entry.event, enrichment)
-                if self.writer.write(entry.event, enrichment):
-                    written += 1
-                else:
-                    already += 1
-            except Exception as exc:  # noqa: BLE001 - reported for retry; Lambda bisects and retries
+                except Exception as exc:  # noqa: BLE001 - retried with the rest of the batch
+                    log.warning(
+                        "enrich_before_write_failed", extra={"sequence": entry.sequence, "error": repr(exc)}
+                    )
+                    cut = min(cut, index)
+                    break
+            ready.append((index, entry, enrichment))
+
+        results = self.writer.write_batch([(entry.event, enrichment) for _, entry, enrichment in ready])
+        written = already = 0
+        for (index, entry, _), result in zip(ready, results, strict=True):
+            if isinstance(result, Exception):
                 log.warning(
                     "enrich_write_failed",
                     extra={
                         "sequence": entry.sequence,
                         "email_id": entry.event.get("email_id"),
-                        "error": repr(exc),
+                        "error": repr(result),
                     },
                 )
-                failures.append(entry.sequence)
+                cut = min(cut, index)
+            elif result:
+                written += 1
+            else:
+                already += 1
+        later = [s for s in (_sequence(r) for r in records[cut:]) if s]
+        failures = [s for s in poison if s not in later] + later
         self.metrics.count("enriched", value=written, already=already, failed=len(failures))
-        order = {r["dynamodb"]["SequenceNumber"]: i for i, r in enumerate(records or []) if _sequence(r)}
-        failures.sort(key=lambda s: order.get(s, 0))
         return {"batchItemFailures": [{"itemIdentifier": s} for s in failures]}
 
     def _waited_enough(self, item: Pending) -> bool:
@@ -282,7 +309,7 @@ class StreamHandler:
         sequence = _sequence(record)
         self.metrics.count("enrich_poison_record")
         log.error("enrich_poison_record", extra={"sequence": sequence, "error": repr(exc)})
-        if isinstance(sequence, str) and sequence:
+        if sequence:
             failures.append(sequence)
 
 

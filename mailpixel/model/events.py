@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from mailpixel.model.keys import open_key
+from mailpixel.model.keys import UNENRICHED, open_key, unenriched_shard
 
 # Longest email_id / user_id kept, in characters and in UTF-8 bytes; longer values are cut (and
 # the repair logged). The byte bound is the one DynamoDB enforces: IDs become parts of keys
@@ -121,6 +121,7 @@ class OpenEvent:
             "expires_at": {"N": str(self.expires_at)},
         }
         item.update(optional_attributes(self, ("user_id", "ip", "user_agent", "pending_ip")))
+        item[UNENRICHED] = {"S": unenriched_shard(self.request_id)}
         return item
 
 

@@ -2,14 +2,21 @@
 
 Events table (`serverless.yml` EventsTable): partition `email_id`, sort `open_key` =
 `<opened_at>#<request_id>` (time first for ranges and order, the request id for uniqueness),
-and the `by_user` index (`user_id`, `open_key`).
+the `by_user` index (`user_id`, `open_key`), and the sparse `unenriched` index (`unenriched`,
+`open_key`, keys only): the pixel writes `unenriched` = a shard number taken from the request
+id, enrichment removes it, so the index holds exactly the events still to enrich, spread over
+UNENRICHED_SHARDS partitions so a campaign's writes to it never meet in one.
 
 Meta table (MetaTable), `pk` / `sk`:
 - `email#ID / stats`: an email's totals, unique openers, first/last open, breakdowns.
-- `email#ID / day#YYYY-MM-DD` and `all / day#YYYY-MM-DD`: the same counters per day.
+- `email#ID / day#YYYY-MM-DD`: the same counters per day.
+- `all#N / day#YYYY-MM-DD` (N in 0..ALL_SHARDS-1): every email's counters per day, split over
+  shards so no single item takes every batch of the deployment (`all / day#…`: before shards).
 - `emails#YYYY-MM-DD / email#ID`: which emails were opened that day (lists recent emails).
-- `user#ID / stats`: a user's opens and first/last open.
+- `user#ID / stats`: a user's opens and first/last open (no longer written: user stats are read
+  from the `by_user` index).
 - `email#ID / opener#USER`: the unique-opener marker.
+- `batch#TOKEN / batch`: the idempotency marker of one enrichment batch's counter transaction.
 - `geo#IP / geo`: the shared geolocation cache (with `MAILPIXEL_IP_STORAGE=truncated|none`, IP
   is the address's /24 or /48 network, never the full address).
 
@@ -20,15 +27,21 @@ live apart so that a query of the events table returns opens only.
 
 from __future__ import annotations
 
+import zlib
 from typing import Any
 
 USER_INDEX = "by_user"
 OPEN_KEY = "open_key"
 CLICK_KEY = "click_key"
+UNENRICHED_INDEX = "unenriched"
+UNENRICHED = "unenriched"
+UNENRICHED_SHARDS = 16
 OPEN_KEY_SEPARATOR = "#"
 
 STATS_SK = "stats"
 ALL_PK = "all"
+ALL_SHARDS = 8
+BATCH_SK = "batch"
 GEO_SK = "geo"
 _EMAIL = "email#"
 _USER = "user#"
@@ -36,6 +49,7 @@ _EMAILS_ON_DAY = "emails#"
 _DAY = "day#"
 _OPENER = "opener#"
 _GEO = "geo#"
+_BATCH = "batch#"
 
 Key = dict[str, dict[str, str]]
 
@@ -93,3 +107,22 @@ def geo_key(ip: str) -> Key:
 
 def ip_of_geo_pk(pk: str) -> str:
     return pk[len(_GEO) :]
+
+
+def all_pk(shard: int) -> str:
+    """One shard of the deployment-wide per-day counters."""
+    return f"{ALL_PK}#{shard}"
+
+
+def all_pks() -> list[str]:
+    """Every partition holding deployment-wide day counters, the pre-shard one included."""
+    return [ALL_PK, *(all_pk(n) for n in range(ALL_SHARDS))]
+
+
+def batch_key(token: str) -> Key:
+    return meta_key(f"{_BATCH}{token}", BATCH_SK)
+
+
+def unenriched_shard(request_id: str) -> str:
+    """The `unenriched` index partition of an event: stable per request, spread evenly."""
+    return str(zlib.crc32(request_id.encode()) % UNENRICHED_SHARDS)

@@ -17,6 +17,12 @@ file and its leftovers, and the enrichment failure file (`local_data_files`).
 
 Counts are of items that existed: keys are read back with a consistent read before deletion,
 so a second run reports zero even while the index still shows entries it has not caught up on.
+
+Keys are streamed a page at a time and each page deleted before the next is read, so memory
+stays bounded whatever the size (a campaign of a million opens holds one page of keys, plus
+one email id per email the user opened). Each page goes in an order that keeps an interrupted
+run finishable by running it again: a user's opener markers before the events that name
+their emails, an email's events before its derived items.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import json
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
+from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -71,6 +78,16 @@ def _unique(keys: Iterable[Key]) -> list[Key]:
     return list(seen.values())
 
 
+PAGE = 500
+
+
+def _pages(items: Iterable[Any], size: int = PAGE) -> Iterator[list[Any]]:
+    """`items` in lists of at most `size`, read lazily."""
+    iterator = iter(items)
+    while page := list(islice(iterator, size)):
+        yield page
+
+
 class Eraser:
     """Deletes by key with batched calls, retrying what DynamoDB leaves unprocessed."""
 
@@ -83,30 +100,33 @@ class Eraser:
         self.clicks_table = clicks_table
 
     def forget_user(self, user_id: str) -> ErasureResult:
-        opens = EventStore(self.client, self.events_table).iter_opens(user_id=user_id)
-        event_keys: list[Key] = []
+        events = meta = 0
         emails: set[str] = set()
-        for item in opens:
-            event_keys.append(event_key(item["email_id"], item["open_key"]))
-            emails.add(item["email_id"])
-        events = self._delete_existing(self.events_table, EVENT_KEY, event_keys)
+        for page in _pages(EventStore(self.client, self.events_table).iter_opens(user_id=user_id)):
+            page_emails = {item["email_id"] for item in page}
+            markers = [meta_key(email_pk(e), opener_sk(user_id)) for e in sorted(page_emails - emails)]
+            meta += self._delete_existing(self.meta_table, META_KEY, markers)
+            emails |= page_emails
+            keys = [event_key(item["email_id"], item["open_key"]) for item in page]
+            events += self._delete_existing(self.events_table, EVENT_KEY, keys)
         clicks, clicked = self._forget_clicks(user_id=user_id)
-        meta_keys = list(self._meta_keys(user_pk(user_id)))
-        meta_keys += [meta_key(email_pk(email), opener_sk(user_id)) for email in sorted(emails)]
-        meta_keys += [
-            meta_key(email_pk(email), webhook_open_sk(user_id)) for email in sorted(emails | clicked)
-        ]
-        meta = self._delete_existing(self.meta_table, META_KEY, meta_keys)
+        webhook_markers = [meta_key(email_pk(e), webhook_open_sk(user_id)) for e in sorted(emails | clicked)]
+        for page in _pages(webhook_markers):
+            meta += self._delete_existing(self.meta_table, META_KEY, page)
+        for page in _pages(self._meta_keys(user_pk(user_id))):
+            meta += self._delete_existing(self.meta_table, META_KEY, page)
         result = ErasureResult(events=events, meta=meta, emails=len(emails | clicked), clicks=clicks)
         log.info("forgot_user", extra={"counts": result.to_json()})
         return result
 
     def forget_email(self, email_id: str) -> ErasureResult:
-        opens = EventStore(self.client, self.events_table).iter_opens(email_id=email_id)
-        event_keys = [event_key(item["email_id"], item["open_key"]) for item in opens]
-        events = self._delete_existing(self.events_table, EVENT_KEY, event_keys)
+        events = meta = 0
+        for page in _pages(EventStore(self.client, self.events_table).iter_opens(email_id=email_id)):
+            keys = [event_key(item["email_id"], item["open_key"]) for item in page]
+            events += self._delete_existing(self.events_table, EVENT_KEY, keys)
         clicks, _ = self._forget_clicks(email_id=email_id)
-        meta = self._delete_existing(self.meta_table, META_KEY, list(self._meta_keys(email_pk(email_id))))
+        for page in _pages(self._meta_keys(email_pk(email_id))):
+            meta += self._delete_existing(self.meta_table, META_KEY, page)
         result = ErasureResult(
             events=events, meta=meta, emails=1 if events or meta or clicks else 0, clicks=clicks
         )

@@ -4,6 +4,11 @@ The stream keeps records for 24 hours, and the enrich function's failure queue h
 pointers into it. The events themselves are always in the table, so the dependable way to
 re-drive is to find events without `enriched_at` and hand them to the same handler, shaped as
 the stream's INSERT records. The handler's conditional write keeps this idempotent.
+
+They are found through the sparse `unenriched` index (keys only, 16 partitions), which holds
+exactly the events the pixel wrote and enrichment has not yet claimed: the cost of a run is
+the unenriched events, never the table. The index is eventually consistent, so each event is
+read back from the table (consistently) and skipped if enriched meanwhile.
 """
 
 from __future__ import annotations
@@ -11,7 +16,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
+from mailpixel.ddb.batch import batch_get, chunks
 from mailpixel.ddb.store import paged
+from mailpixel.model.keys import UNENRICHED, UNENRICHED_INDEX, UNENRICHED_SHARDS, event_key
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -20,8 +27,21 @@ BATCH = 100
 
 
 def unenriched(client: DynamoDBClient, table: str) -> Iterator[dict[str, Any]]:
-    """Raw items without `enriched_at`. A Scan: a recovery tool, not something to run often."""
-    return paged(client.scan, TableName=table, FilterExpression="attribute_not_exists(enriched_at)")
+    """Raw items without `enriched_at`, from the `unenriched` index, 100 at a time."""
+    for shard in range(UNENRICHED_SHARDS):
+        kwargs: dict[str, Any] = {
+            "TableName": table,
+            "IndexName": UNENRICHED_INDEX,
+            "KeyConditionExpression": "#u = :shard",
+            "ExpressionAttributeNames": {"#u": UNENRICHED},
+            "ExpressionAttributeValues": {":shard": {"S": str(shard)}},
+        }
+        keys = (event_key(i["email_id"]["S"], i["open_key"]["S"]) for i in paged(client.query, **kwargs))
+        for chunk in chunks(list(keys), BATCH):
+            found = batch_get(client, table, chunk, consistent=True)
+            yield from sorted(
+                (item for item in found if "enriched_at" not in item), key=lambda i: i["open_key"]["S"]
+            )
 
 
 def as_stream_record(item: Mapping[str, Any], number: int) -> dict[str, Any]:

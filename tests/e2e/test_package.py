@@ -74,7 +74,12 @@ def test_zip_holds_the_app_and_its_dependencies_only(zip_names):
         "bin",
     }
     assert not tops & forbidden
-    assert not [n for n in zip_names if "__pycache__" in n or n.endswith(".pyc")]
+    # Bytecode for the runtime's Python only (deploy/bytecode.js), beside every module shipped.
+    compiled = {n for n in zip_names if n.endswith(".pyc")}
+    assert all(n.endswith(".cpython-313.pyc") and "/__pycache__/" in f"/{n}" for n in compiled)
+    for module in (n for n in zip_names if n.startswith("mailpixel/") and n.endswith(".py")):
+        folder, name = module.rsplit("/", 1)
+        assert f"{folder}/__pycache__/{name[:-3]}.cpython-313.pyc" in compiled, module
     assert "mailpixel/local.py" not in zip_names
 
 
@@ -151,3 +156,22 @@ def test_query_api_and_dashboard_routes_integrate_with_the_api_function(template
         assert "ApiLambdaFunction" in target_of[key] and "PixelLambdaFunction" not in target_of[key], key
     for key in ("GET /pixel", "HEAD /pixel", "GET /health"):
         assert "PixelLambdaFunction" in target_of[key], key
+
+
+def test_campaign_sized_limits(template):
+    """README "Scale design": nothing refused at 1,500 opens/s for one email and 5,000/s across
+    emails, the query API kept low, the pixel's concurrency reserved, drain capped."""
+    stage = resources_of(template, "AWS::ApiGatewayV2::Stage")["HttpApiStage"]["Properties"]
+    assert stage["DefaultRouteSettings"]["ThrottlingRateLimit"] <= 200
+    for route in ("GET /pixel", "HEAD /pixel"):
+        limits = stage["RouteSettings"][route]
+        assert limits["ThrottlingRateLimit"] >= 5000
+        assert 1500 <= limits["ThrottlingBurstLimit"] <= 5000  # the account's default burst
+    functions = resources_of(template, "AWS::Lambda::Function")
+    assert functions["PixelLambdaFunction"]["Properties"]["ReservedConcurrentExecutions"] >= 200
+    mappings = [r["Properties"] for r in resources_of(template, "AWS::Lambda::EventSourceMapping").values()]
+    (drain,) = [m for m in mappings if "FallbackQueue" in json.dumps(m["EventSourceArn"])]
+    assert drain["ScalingConfig"] == {"MaximumConcurrency": 2}
+    (enrich,) = [m for m in mappings if "EventsTable" in json.dumps(m["EventSourceArn"])]
+    assert enrich["ParallelizationFactor"] >= 2
+    assert enrich["FunctionResponseTypes"] == ["ReportBatchItemFailures"]

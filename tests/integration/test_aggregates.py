@@ -1,9 +1,9 @@
 """Aggregates against DynamoDB Local: duplicated, replayed and out-of-order enrichment records,
-checked against a count made by reading every event back from the events table."""
+batches cut short by a crash between any two steps of the write, all checked against a count
+made by reading every event back from the events table."""
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import random
@@ -19,11 +19,11 @@ from mailpixel.api.app import create_api_app
 from mailpixel.ddb.codec import plain_item
 from mailpixel.ddb.store import EventStore
 from mailpixel.enrich import aggregates
-from mailpixel.enrich.aggregates import aggregate_updates, bound_updates, write_followups
 from mailpixel.enrich.writer import EnrichmentWriter
 from mailpixel.model.events import OpenEvent, iso_millis
 from mailpixel.ops.cli import main
 from tests.conftest import all_items, target_args
+from tests.crash import STEPS, CrashInjector
 
 CLIENTS = ["Apple Mail", "Outlook", "Thunderbird", "Gmail", "Some Odd Reader 9"]
 COUNTRIES = ["US", "FR", "DE", "JP", "zz-bad"]
@@ -88,26 +88,56 @@ def enrichment(event: OpenEvent) -> dict[str, Any]:
     return {**enrichment_for(event), "enriched_at": "2026-11-24T00:00:00.000Z"}
 
 
-def seed(store: EventStore, ddb, settings, events: list[OpenEvent], *, rng_seed: int = 3) -> None:
+def deliver(
+    writer: EnrichmentWriter, records: list[tuple[dict[str, Any], dict[str, Any]]], rng: random.Random
+) -> int:
+    """Hand `records` to the writer as a stream shard does: batches of varying size, each
+    resumed from its first failed record (Lambda's checkpoint). Returns how many batches failed."""
+    failed = 0
+    for _ in range(5000):
+        if not records:
+            return failed
+        size = rng.randint(1, 15)
+        results = writer.write_batch(records[:size])
+        first = next((n for n, r in enumerate(results) if isinstance(r, Exception)), None)
+        if first is None:
+            records = records[size:]
+        else:
+            failed += 1
+            records = records[first:]
+    raise AssertionError("the stream never drained")
+
+
+def seed(
+    store: EventStore,
+    ddb,
+    settings,
+    events: list[OpenEvent],
+    *,
+    rng_seed: int = 3,
+    crash: tuple[str, ...] | None = None,
+) -> int:
     """Store the events, then enrich them as a misbehaving stream would deliver them:
-    shuffled, a third twice, some cut off between the transaction and the follow-ups."""
+    shuffled, a third twice, in batches of 1 to 15; with `crash` = (step, before|after), a
+    share of that step's calls dies and its batch is delivered again from the failed record.
+    `(step, when, step2)` crashes the second step too (after the call), e.g. the adoption of
+    claims that a crash after the first step left behind."""
     rng = random.Random(rng_seed)
     for event in events:
         store.put_event(event)
     records = list(events) + rng.sample(events, len(events) // 3)
     rng.shuffle(records)
     writer = EnrichmentWriter(ddb, settings)
-    for n, event in enumerate(records):
-        before, added = stored(event), enrichment(event)
-        if n % 7 == 0:  # the instance dies after the transaction: the retry must finish the job
-            with contextlib.suppress(ddb.exceptions.TransactionCanceledException):
-                ddb.transact_write_items(
-                    TransactItems=[
-                        writer.update_entry(before, added),
-                        *aggregate_updates({**before, **added}, settings),
-                    ]
-                )
-        writer.write(before, added)
+    injectors = []
+    if crash:
+        injectors.append(CrashInjector(ddb, settings, crash[0], when=crash[1], seed=rng_seed))
+        injectors += [CrashInjector(ddb, settings, step, rate=0.5, seed=rng_seed + 1) for step in crash[2:]]
+    failed = deliver(writer, [(stored(e), enrichment(e)) for e in records], rng)
+    for injector in injectors:
+        injector.enabled = False
+        assert injector.crashes[injector.step] > 0, f"no crash was injected at {injector.step}"
+    assert failed > 0 or not injectors
+    return failed
 
 
 def expected_from_events(ddb, settings) -> dict[str, Any]:
@@ -158,9 +188,19 @@ def expected_from_events(ddb, settings) -> dict[str, Any]:
     return {"emails": per_email, "days": per_day, "users": per_user}
 
 
-def test_aggregates_equal_a_recount_after_duplicates_replays_and_reordering(store, ddb, settings):
+CRASHES = [
+    None,
+    *((step, when) for step in STEPS if step != "adopt" for when in ("before", "after")),
+    ("claim", "after", "adopt"),  # the retry that adopts orphaned claims dies as well
+]
+
+
+@pytest.mark.parametrize(
+    "crash", CRASHES, ids=lambda c: "no-crash" if c is None else "-".join((c[1], *c[:1], *c[2:]))
+)
+def test_aggregates_equal_a_recount_after_duplicates_replays_and_reordering(store, ddb, settings, crash):
     events = make_events(60)
-    seed(store, ddb, settings, events)
+    seed(store, ddb, settings, events, crash=crash)
     expected = expected_from_events(ddb, settings)
     assert sum(e["opens"] for e in expected["emails"].values()) == len(events)
 
@@ -192,7 +232,7 @@ def test_aggregates_equal_a_recount_after_duplicates_replays_and_reordering(stor
             ), (email_id, row["date"])
 
     for user_id, times in expected["users"].items():
-        got = stats.user_stats(ddb, settings.meta_table, user_id)
+        got = stats.user_stats(ddb, settings.table, user_id)
         assert (got["opens"], got["first_open_at"], got["last_open_at"]) == (
             len(times),
             min(times),
@@ -223,8 +263,8 @@ def test_every_meta_item_expires_and_user_items_name_the_user(store, ddb, settin
         ("email", "day"),
         ("all", "day"),
         ("emails", "email"),
-        ("user", "stats"),
         ("email", "opener"),
+        ("batch", "batch"),
     }
 
 
@@ -277,26 +317,54 @@ def test_a_person_after_apples_prefetch_is_one_unique_human_opener(store, ddb, s
     )
 
 
-def test_followups_are_idempotent_and_bounds_only_move_outwards(store, ddb, settings):
-    late = {**one_event("late", "2026-11-24T18:00:00.000Z").to_json(), "machine_open": False}
-    early = {**one_event("early", "2026-11-23T08:00:00.000Z").to_json(), "machine_open": False}
-    middle = {**one_event("mid", "2026-11-24T09:00:00.000Z").to_json(), "machine_open": False}
-    assert write_followups(ddb, late, settings) == 2
-    assert write_followups(ddb, late, settings) == 0
-    write_followups(ddb, early, settings)
-    write_followups(ddb, middle, settings)
+def test_bounds_only_move_outwards_and_a_replay_adds_no_opener(store, ddb, settings):
+    late = one_event("late", "2026-11-24T18:00:00.000Z")
+    assert enrich_one(store, ddb, settings, late, machine_open=False) is True
+    assert enrich_one(store, ddb, settings, late, machine_open=False) is False
+    enrich_one(store, ddb, settings, one_event("early", "2026-11-23T08:00:00.000Z"), machine_open=False)
+    enrich_one(store, ddb, settings, one_event("mid", "2026-11-24T09:00:00.000Z"), machine_open=False)
     got = stats.email_stats(ddb, settings.meta_table, "e1")
     assert (got["first_open_at"], got["last_open_at"]) == (
         "2026-11-23T08:00:00.000Z",
         "2026-11-24T18:00:00.000Z",
     )
-    assert got["unique_openers"] == 1
-    user = stats.user_stats(ddb, settings.meta_table, "u1")
-    assert (user["first_open_at"], user["last_open_at"]) == (
+    assert (got["opens"], got["unique_openers"], got["unique_human_openers"]) == (3, 1, 1)
+    user = stats.user_stats(ddb, settings.table, "u1")
+    assert (user["opens"], user["first_open_at"], user["last_open_at"]) == (
+        3,
         "2026-11-23T08:00:00.000Z",
         "2026-11-24T18:00:00.000Z",
     )
-    assert all("ConditionExpression" in update for update in bound_updates(early, settings))
+
+
+def test_a_batch_writes_each_counter_item_once_with_no_per_open_transaction(store, ddb, settings):
+    """100 opens of one campaign in one batch: one transaction, each aggregate item in it once."""
+    events = [
+        one_event(f"c{n}", f"2026-11-24T10:{n // 60:02d}:{n % 60:02d}.000Z", user_id=f"u{n % 70}")
+        for n in range(100)
+    ]
+    for event in events:
+        store.put_event(event)
+    calls: list[tuple[str, dict[str, Any]]] = []
+    ddb.meta.events.register(
+        "provide-client-params.dynamodb", lambda params, model, **_: calls.append((model.name, params))
+    )
+    results = EnrichmentWriter(ddb, settings).write_batch([(stored(e), enrichment(e)) for e in events])
+    assert results == [True] * 100
+    transactions = [p for name, p in calls if name == "TransactWriteItems"]
+    assert len(transactions) == 1
+    keys = [
+        json.dumps(entry[kind]["Key"], sort_keys=True)
+        for entry in transactions[0]["TransactItems"]
+        for kind in entry
+        if "Key" in entry[kind]
+    ]
+    assert len(keys) == len(set(keys)) == 4  # email stats, email day, one `all` shard, emails-on-day
+    updates = Counter(p["TableName"] for name, p in calls if name == "UpdateItem")
+    assert updates[settings.table] == 100  # one claim per event
+    assert updates[settings.meta_table] == 70 + 2  # one opener marker per user, first and last open
+    got = stats.email_stats(ddb, settings.meta_table, "e1")
+    assert (got["opens"], got["unique_openers"]) == (100, 70)
 
 
 def test_opens_without_a_user_count_but_identify_nobody(store, ddb, settings):

@@ -183,15 +183,17 @@ def test_provider_failure_reports_records_for_retry(settings, ddb, store, handle
     put_open(store, settings, 2, ip="10.0.0.7")  # private: needs no provider
     records = stream_batch(settings, ddb)
     result = handler({"Records": records}, None)
-    assert result == {"batchItemFailures": [{"itemIdentifier": records[0]["dynamodb"]["SequenceNumber"]}]}
+    assert result == {
+        "batchItemFailures": [{"itemIdentifier": r["dynamodb"]["SequenceNumber"]} for r in records]
+    }
     items = events_by_user(ddb, settings.table)
-    assert "enriched_at" not in items["u1"]
-    assert items["u2"]["geo"]["source"] == "reserved"
+    assert "enriched_at" not in items["u1"] and "enriched_at" not in items["u2"]  # the batch stops at u1
 
     ipinfo.mode = "ok"
     handler.geolocator.backoff_until = 0  # the retry comes after the backoff
     assert handler({"Records": records}, None) == {"batchItemFailures": []}
     assert events_by_user(ddb, settings.table)["u1"]["geo"]["source"] == "ipinfo"
+    assert events_by_user(ddb, settings.table)["u2"]["geo"]["source"] == "reserved"
 
 
 def test_geolocation_down_past_the_max_wait_enriches_without_location(settings, ddb, store, handler, ipinfo):

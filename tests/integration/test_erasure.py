@@ -139,3 +139,45 @@ def test_cli_forget_needs_exactly_one_subject(capsys):
     with pytest.raises(SystemExit):
         cli.main(["forget", "--user-id", "u", "--email-id", "e"])
     assert "one of the arguments" in capsys.readouterr().err
+
+
+class Interrupted(RuntimeError):
+    """The operator's Ctrl-C, or a lost connection, in the middle of a run."""
+
+
+@pytest.mark.parametrize("subject", ["user", "email"])
+def test_an_interrupted_forget_finishes_when_run_again(store, ddb, table, settings, monkeypatch, subject):
+    """Keys are deleted a page at a time: a run stopped after its first page leaves the rest,
+    and nothing it needs to find it, for the next run; the counts of both runs add up."""
+    from mailpixel.ops import erasure
+
+    monkeypatch.setattr(erasure, "PAGE", 50)
+    for n in range(130):
+        email = f"bulk-{n % 7}" if subject == "user" else "campaign"
+        put_open(store, email, "heavy" if subject == "user" else f"u{n}", n)
+        put_meta(
+            ddb,
+            settings.meta_table,
+            f"email#{email}",
+            f"opener#{'heavy' if subject == 'user' else n}",
+            user_id="x",
+        )
+    writes = {"n": 0}
+
+    def stop_on_third_write(**_: object) -> None:
+        writes["n"] += 1
+        if writes["n"] == 3:
+            raise Interrupted
+
+    ddb.meta.events.register("before-call.dynamodb.BatchWriteItem", stop_on_third_write)
+    eraser = Eraser(ddb, settings.table, settings.meta_table)
+    forget = eraser.forget_user if subject == "user" else eraser.forget_email
+    with pytest.raises(Interrupted):
+        forget("heavy" if subject == "user" else "campaign")
+    left = len(all_items(ddb, table))
+    assert 0 < left < 130
+    ddb.meta.events.unregister("before-call.dynamodb.BatchWriteItem", stop_on_third_write)
+    second = forget("heavy" if subject == "user" else "campaign")
+    assert second.events == left
+    assert all_items(ddb, table) == []
+    assert all_items(ddb, settings.meta_table) == []
