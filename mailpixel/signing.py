@@ -184,24 +184,20 @@ class ClickSigner:
     canonical string of its link's parameters followed by `&user_id=…`. The HMAC of that
     common part is computed once per link and copied per recipient: the same bytes `sign`
     would hash (the tests compare both), a fraction of the work.
+
+    `t` is the issue time (epoch seconds) put in every URL, or None. `scoped` asks for
+    email-scoped signatures: they cover the email and the link, and the user id is appended
+    outside them (for ESP merge tags).
     """
 
-    def __init__(
-        self,
-        base_url: str,
-        email_id: str,
-        secret: str | None,
-        *,
-        t: int | None = None,
-        email_scoped: bool = False,
-    ) -> None:
+    def __init__(self, base_url: str, email_id: str, secret: str | None, t: int | None, scoped: bool) -> None:
         self.endpoint = click_endpoint(base_url)
         self.secret = secret
-        self.email_scoped = email_scoped
+        self.email_scoped = scoped
         self._fixed: dict[str, str] = {"email_id": email_id}
         if t is not None:
             self._fixed[TIME_PARAM] = str(int(t))
-        if email_scoped:
+        if scoped:
             self._fixed[SCOPE_PARAM] = EMAIL_SCOPE
         self._key = hmac.new(secret.encode("utf-8"), digestmod=hashlib.sha256) if secret else None
         self._links: dict[str, tuple[str, hmac.HMAC | None]] = {}
@@ -249,7 +245,7 @@ def make_click_url(
     t: int | None = None,
 ) -> str:
     """One signed click URL: a click on it is recorded and redirected (302) to `destination`."""
-    return ClickSigner(base_url, email_id, secret, t=t).url(destination, user_id)
+    return ClickSigner(base_url, email_id, secret, t, scoped=False).url(destination, user_id)
 
 
 def release(

@@ -227,7 +227,7 @@ def counter_transaction(
     for item in counters:
         adds = Counter(item.adds)
         if item.key["sk"]["S"] == STATS_SK:
-            email_id = item.key["pk"]["S"].removeprefix(email_pk(""))
+            email_id = email_pk.value_of(item.key["pk"]["S"])
             adds.update(
                 {"unique_openers": openers.all[email_id], "unique_human_openers": openers.human[email_id]}
             )

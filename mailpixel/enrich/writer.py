@@ -46,7 +46,7 @@ from mailpixel.enrich.aggregates import (
     opener_update,
     sum_counters,
 )
-from mailpixel.model.keys import ALL_SHARDS, UNENRICHED, batch_key, event_key_of
+from mailpixel.model.keys import ALL_SHARDS, UNENRICHED, batch_key, batch_pk, event_key_of
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -211,7 +211,7 @@ class EnrichmentWriter:
             found = batch_get(
                 self.client, self.settings.meta_table, [batch_key(t) for t in tokens], consistent=True
             )
-            committed = {str(item["pk"]["S"]).split("#", 1)[1] for item in found}
+            committed = {batch_pk.value_of(str(item["pk"]["S"])) for item in found}
         except Exception as exc:  # noqa: BLE001 - every group with orphans fails with it
             for group in groups:
                 if group.orphans:

@@ -8,11 +8,18 @@ query of the events table still returns opens only. Attribute names are the publ
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from mailpixel.model.events import OpenEvent, RequestFacts, iso_millis, optional_attributes
-from mailpixel.model.keys import click_key
+from mailpixel.model.events import (
+    OpenEvent,
+    RequestFacts,
+    from_fields,
+    iso_millis,
+    set_fields,
+    stored_attributes,
+)
+from mailpixel.model.keys import CLICK_KEY, click_key
 
 CLICK_KIND = "click"
 KIND_FIELD = "kind"  # in the JSON form only: tells a click from an open in a shared fallback
@@ -45,27 +52,18 @@ class ClickEvent:
         return click_key(self.clicked_at, self.request_id)
 
     def to_json(self) -> dict[str, Any]:
-        return {KIND_FIELD: CLICK_KIND, **{k: v for k, v in asdict(self).items() if v is not None}}
+        return {KIND_FIELD: CLICK_KIND, **set_fields(self)}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ClickEvent:
-        names = {f.name for f in fields(cls)}  # not __dataclass_fields__: it lists `kind` too
-        return cls(**{k: v for k, v in data.items() if k in names})
+        return from_fields(cls, data)
 
     def to_item(self) -> dict[str, dict[str, Any]]:
         """DynamoDB attribute values for the low-level client."""
-        item: dict[str, dict[str, Any]] = {
-            "email_id": {"S": self.email_id},
-            "click_key": {"S": self.click_key},
-            "clicked_at": {"S": self.clicked_at},
-            "request_id": {"S": self.request_id},
-            "expires_at": {"N": str(self.expires_at)},
-            "url": {"S": self.url},
-            "method": {"S": self.method},
-        }
-        item.update(
-            optional_attributes(self, ("user_id", "ip", "user_agent", "signature_scope", "pending_ip"))
-        )
+        strings = ("user_id", "ip", "user_agent", "signature_scope", "pending_ip")
+        item = stored_attributes(self, CLICK_KEY, "clicked_at", strings)
+        item["url"] = {"S": self.url}
+        item["method"] = {"S": self.method}
         return item
 
 
@@ -91,19 +89,14 @@ def build_click_event(
     signature_scope: str | None = None,
     issued_t: int | None = None,
 ) -> ClickEvent:
-    pending = facts.ip if facts.ip and stored_ip != facts.ip else None
+    request = facts.event_fields(user_id=user_id, retention_seconds=retention_seconds, stored_ip=stored_ip)
     return ClickEvent(
         email_id=email_id,
         clicked_at=iso_millis(facts.epoch_ms),
-        request_id=facts.request_id,
-        expires_at=facts.epoch_ms // 1000 + retention_seconds,
         url=url,
         method=method,
-        user_id=user_id or None,
-        ip=stored_ip,
-        user_agent=facts.user_agent or None,
         signed=signed,
         signature_scope=signature_scope,
         issued_t=issued_t,
-        pending_ip=pending,
+        **request,
     )

@@ -8,11 +8,13 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
-from mailpixel.model.keys import UNENRICHED, open_key, unenriched_shard
+from mailpixel.model.keys import OPEN_KEY, UNENRICHED, open_key, unenriched_shard
+
+EventT = TypeVar("EventT")
 
 # Longest email_id / user_id kept, in characters and in UTF-8 bytes; longer values are cut (and
 # the repair logged). The byte bound is the one DynamoDB enforces: IDs become parts of keys
@@ -74,6 +76,19 @@ class RequestFacts:
             request_id = f"local-{uuid.uuid4().hex}"
         return cls(request_id=request_id, epoch_ms=epoch_ms, ip=ip, user_agent=user_agent)
 
+    def event_fields(self, *, user_id: str, retention_seconds: int, stored_ip: str | None) -> dict[str, Any]:
+        """What an open and a click take from their request alike. `stored_ip` is the address
+        as the privacy mode keeps it; when that is not the full address, the full one stays in
+        `pending_ip` until enrichment has geolocated it."""
+        return {
+            "request_id": self.request_id,
+            "expires_at": self.epoch_ms // 1000 + retention_seconds,
+            "user_id": user_id or None,
+            "ip": stored_ip,
+            "user_agent": self.user_agent or None,
+            "pending_ip": self.ip if self.ip and stored_ip != self.ip else None,
+        }
+
 
 @dataclass(frozen=True)
 class OpenEvent:
@@ -104,25 +119,46 @@ class OpenEvent:
         return open_key(self.opened_at, self.request_id)
 
     def to_json(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if v is not None}
+        return set_fields(self)
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> OpenEvent:
-        fields = cls.__dataclass_fields__
-        return cls(**{k: v for k, v in data.items() if k in fields})
+        return from_fields(cls, data)
 
     def to_item(self) -> dict[str, dict[str, Any]]:
         """DynamoDB attribute values for the low-level client (no serializer on the hot path)."""
-        item: dict[str, dict[str, Any]] = {
-            "email_id": {"S": self.email_id},
-            "open_key": {"S": self.open_key},
-            "opened_at": {"S": self.opened_at},
-            "request_id": {"S": self.request_id},
-            "expires_at": {"N": str(self.expires_at)},
-        }
-        item.update(optional_attributes(self, ("user_id", "ip", "user_agent", "pending_ip")))
+        item = stored_attributes(self, OPEN_KEY, "opened_at", ("user_id", "ip", "user_agent", "pending_ip"))
         item[UNENRICHED] = {"S": unenriched_shard(self.request_id)}
         return item
+
+
+def set_fields(event: Any) -> dict[str, Any]:
+    """An event's JSON form: the fields that are set."""
+    return {k: v for k, v in asdict(event).items() if v is not None}
+
+
+def from_fields(cls: type[EventT], data: Mapping[str, Any]) -> EventT:
+    """An event from its JSON form, ignoring names that are not its fields (`fields`, not
+    `__dataclass_fields__`, which lists the `kind` class variable too). Raises TypeError when
+    a required field is missing."""
+    names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+    return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def stored_attributes(
+    event: Any, sort_key: str, time_field: str, strings: Sequence[str]
+) -> dict[str, dict[str, Any]]:
+    """What every stored event has (email id, sort key, time, request id, expiry), then what it
+    has only when known (`optional_attributes`)."""
+    item: dict[str, dict[str, Any]] = {
+        "email_id": {"S": event.email_id},
+        sort_key: {"S": getattr(event, sort_key)},
+        time_field: {"S": getattr(event, time_field)},
+        "request_id": {"S": event.request_id},
+        "expires_at": {"N": str(event.expires_at)},
+    }
+    item.update(optional_attributes(event, strings))
+    return item
 
 
 def optional_attributes(event: Any, strings: Sequence[str]) -> dict[str, dict[str, Any]]:
@@ -148,16 +184,10 @@ def build_open_event(
     signed: bool | None = None,
     issued_t: int | None = None,
 ) -> OpenEvent:
-    pending = facts.ip if facts.ip and stored_ip != facts.ip else None
     return OpenEvent(
         email_id=email_id,
-        user_id=user_id or None,
         opened_at=iso_millis(facts.epoch_ms),
-        request_id=facts.request_id,
-        expires_at=facts.epoch_ms // 1000 + retention_seconds,
-        ip=stored_ip,
-        user_agent=facts.user_agent or None,
         signed=signed,
-        pending_ip=pending,
         issued_t=issued_t,
+        **facts.event_fields(user_id=user_id, retention_seconds=retention_seconds, stored_ip=stored_ip),
     )

@@ -16,6 +16,7 @@ Meta table (MetaTable), `pk` / `sk`:
 - `user#ID / stats`: a user's opens and first/last open (no longer written: user stats are read
   from the `by_user` index).
 - `email#ID / opener#USER`: the unique-opener marker.
+- `email#ID / webhook_open#USER`: the first human open by USER was sent to the webhook.
 - `batch#TOKEN / batch`: the idempotency marker of one enrichment batch's counter transaction.
 - `geo#IP / geo`: the shared geolocation cache (with `MAILPIXEL_IP_STORAGE=truncated|none`, IP
   is the address's /24 or /48 network, never the full address).
@@ -28,6 +29,7 @@ live apart so that a query of the events table returns opens only.
 from __future__ import annotations
 
 import zlib
+from dataclasses import dataclass
 from typing import Any
 
 USER_INDEX = "by_user"
@@ -43,13 +45,6 @@ ALL_PK = "all"
 ALL_SHARDS = 8
 BATCH_SK = "batch"
 GEO_SK = "geo"
-_EMAIL = "email#"
-_USER = "user#"
-_EMAILS_ON_DAY = "emails#"
-_DAY = "day#"
-_OPENER = "opener#"
-_GEO = "geo#"
-_BATCH = "batch#"
 
 Key = dict[str, dict[str, str]]
 
@@ -76,37 +71,30 @@ def meta_key(pk: str, sk: str) -> Key:
     return {"pk": {"S": pk}, "sk": {"S": sk}}
 
 
-def email_pk(email_id: str) -> str:
-    return f"{_EMAIL}{email_id}"
+@dataclass(frozen=True)
+class Prefix:
+    """One meta-table key format `<prefix><value>`: makes the key and reads the value back."""
+
+    text: str
+
+    def __call__(self, value: str) -> str:
+        return self.text + value
+
+    def value_of(self, key: str) -> str:
+        return key.removeprefix(self.text)
 
 
-def user_pk(user_id: str) -> str:
-    return f"{_USER}{user_id}"
-
-
-def emails_on_day_pk(day: str) -> str:
-    return f"{_EMAILS_ON_DAY}{day}"
-
-
-def day_sk(day: str) -> str:
-    return f"{_DAY}{day}"
-
-
-def opener_sk(user_id: str) -> str:
-    return f"{_OPENER}{user_id}"
-
-
-def webhook_open_sk(user_id: str) -> str:
-    """`email#ID / webhook_open#USER`: the first human open of the email by USER was sent."""
-    return f"webhook_open#{user_id}"
-
-
-def geo_key(ip: str) -> Key:
-    return meta_key(f"{_GEO}{ip}", GEO_SK)
-
-
-def ip_of_geo_pk(pk: str) -> str:
-    return pk[len(_GEO) :]
+# An email's partition: its stats, day counters, opener and webhook markers.
+email_pk = Prefix("email#")
+day_sk = Prefix("day#")
+emails_on_day_pk = Prefix("emails#")
+# `email#ID / opener#USER`: USER is one of the email's unique openers.
+opener_sk = Prefix("opener#")
+# `email#ID / webhook_open#USER`: the first human open of the email by USER was sent.
+webhook_open_sk = Prefix("webhook_open#")
+user_pk = Prefix("user#")
+batch_pk = Prefix("batch#")
+geo_pk = Prefix("geo#")
 
 
 def all_pk(shard: int) -> str:
@@ -120,7 +108,11 @@ def all_pks() -> list[str]:
 
 
 def batch_key(token: str) -> Key:
-    return meta_key(f"{_BATCH}{token}", BATCH_SK)
+    return meta_key(batch_pk(token), BATCH_SK)
+
+
+def geo_key(ip: str) -> Key:
+    return meta_key(geo_pk(ip), GEO_SK)
 
 
 def unenriched_shard(request_id: str) -> str:

@@ -29,6 +29,7 @@ stay as they are.
 
 from __future__ import annotations
 
+import functools
 import html
 import re
 from collections.abc import Iterator
@@ -171,17 +172,11 @@ class Instrumenter:
         email_scoped: bool = False,
     ) -> None:
         self.template = EmailTemplate(html_text)
-        self.email_id = email_id
-        self.base_url = base_url
-        self.secret = secret
-        self.t = t
-        self.email_scoped = email_scoped
-        self.signer = ClickSigner(base_url, email_id, secret, t=t, email_scoped=email_scoped)
+        self.signer = ClickSigner(base_url, email_id, secret, t, scoped=email_scoped)
+        self._pixel_url = functools.partial(make_url, base_url, email_id, secret=secret, t=t)
 
     def pixel_url(self, user_id: str) -> str:
-        return make_url(
-            self.base_url, self.email_id, "" if self.email_scoped else user_id, self.secret, t=self.t
-        )
+        return self._pixel_url("" if self.signer.email_scoped else user_id)
 
     def render(self, user_id: str) -> str:
         """The email for `user_id` (or, email-scoped, for the merge tag given as `user_id`)."""

@@ -126,7 +126,7 @@ def test_a_pixel_url_is_no_click_url(signed, ddb, table):
 
 
 def test_email_scoped_signature_leaves_the_user_to_the_merge_tag(signed, ddb, table):
-    signer = ClickSigner(BASE, "e1", NEW, email_scoped=True)
+    signer = ClickSigner(BASE, "e1", NEW, None, scoped=True)
     template = signer.url(DEST, "{{user_id}}")
     assert template.endswith("&user_id={{user_id}}")
     for user in ("alice", "bob%40example.com"):

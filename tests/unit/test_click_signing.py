@@ -26,7 +26,7 @@ def test_click_vectors(vector):
     assert canonical(signed) == vector["canonical"]
     assert sign(signed, vector["secret"]) == vector["sig"]
     t = int(params["t"]) if "t" in params else None
-    signer = ClickSigner(vector["base_url"], params["email_id"], vector["secret"], t=t, email_scoped=scoped)
+    signer = ClickSigner(vector["base_url"], params["email_id"], vector["secret"], t, scoped)
     url = signer.url(params["url"], params["user_id"])
     assert url == vector["url"]
     pairs = pairs_of(url_query(url))

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from mailpixel.ddb.batch import batch_get, batch_write
 from mailpixel.ddb.codec import plain, to_attr
 from mailpixel.model.ip import network_of
-from mailpixel.model.keys import geo_key, ip_of_geo_pk
+from mailpixel.model.keys import geo_key, geo_pk
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -79,7 +79,7 @@ class DynamoCache:
         for item in batch_get(self.client, self.table, [geo_key(key) for key in wanted]):
             expires = float(item["expires_at"]["N"])
             if expires > now and "geo" in item:
-                for ip in wanted.get(ip_of_geo_pk(item["pk"]["S"]), []):
+                for ip in wanted.get(geo_pk.value_of(item["pk"]["S"]), []):
                     found[ip] = (plain(item["geo"]), expires)
         return found
 
