@@ -25,11 +25,11 @@ def step_of(operation: str, params: dict[str, Any], settings: Settings) -> str |
     if operation != "UpdateItem":
         return None
     names = set((params.get("ExpressionAttributeNames") or {}).values())
-    if params.get("TableName") == settings.table:
+    if params.get("TableName") in (settings.table, settings.clicks_table):
         return "adopt" if "counted_by = :dead" in str(params.get("ConditionExpression")) else "claim"
     if "seen_by" in names:
         return "opener"
-    if names & {"first_open_at", "last_open_at"}:
+    if names & {"first_open_at", "last_open_at", "first_human_open_at"}:
         return "bound"
     return None
 

@@ -1,6 +1,7 @@
 """The read side of the aggregates: what the API, the dashboard and `mailpixel stats` show.
 
-Each answer is a bounded number of requests: an email's stats one GetItem, a per-day series
+Each answer is a bounded number of requests: an email's stats one GetItem (and one Query of
+its links' click counters), a per-day series
 one Query (one per shard of `all` for every email together), a user's stats one Query of the
 `by_user` index, the recent emails one Query per day plus one BatchGetItem per 100 emails.
 """
@@ -15,7 +16,16 @@ from mailpixel.ddb.batch import batch_get
 from mailpixel.ddb.codec import plain_item
 from mailpixel.ddb.store import paged
 from mailpixel.model.counters import CLIENT_PREFIX, COUNTERS, COUNTRY_PREFIX, MACHINE_PREFIX, PROXY_PREFIX
-from mailpixel.model.keys import STATS_SK, USER_INDEX, all_pks, day_sk, email_pk, emails_on_day_pk, meta_key
+from mailpixel.model.keys import (
+    STATS_SK,
+    USER_INDEX,
+    all_pks,
+    day_sk,
+    email_pk,
+    emails_on_day_pk,
+    link_sk,
+    meta_key,
+)
 from mailpixel.model.query import BadQuery, named_time_bound
 
 if TYPE_CHECKING:
@@ -52,20 +62,56 @@ def empty_email_stats(email_id: str) -> dict[str, Any]:
         "email_id": email_id,
         "unique_openers": 0,
         "unique_human_openers": 0,
+        "unique_clickers": 0,
+        "unique_human_clickers": 0,
         "first_open_at": None,
+        "first_human_open_at": None,
         "last_open_at": None,
+        "click_to_open_rate": None,
     }
 
 
+def with_rates(stats: dict[str, Any]) -> dict[str, Any]:
+    """`click_to_open_rate`: unique human clickers over unique human openers (machine opens and
+    scanner clicks would only blur it), None before the first human open. It can pass 1 when
+    people click in a client that blocked the images."""
+    openers = int(stats.get("unique_human_openers") or 0)
+    clickers = int(stats.get("unique_human_clickers") or 0)
+    stats["click_to_open_rate"] = round(clickers / openers, 4) if openers else None
+    return stats
+
+
 def email_stats(client: DynamoDBClient, table: str, email_id: str) -> dict[str, Any]:
-    """An email's aggregates in one GetItem; zeros when nothing has been counted yet."""
+    """An email's aggregates in one GetItem, and its links' click counts in one Query; zeros
+    when nothing has been counted yet."""
     response = client.get_item(
         TableName=table, Key=meta_key(email_pk(email_id), STATS_SK), ConsistentRead=True
     )
     stats = empty_email_stats(email_id)
     if "Item" in response:
         stats.update(shape(plain_item(response["Item"])))
-    return stats
+    stats["links"] = email_links(client, table, email_id)
+    return with_rates(stats)
+
+
+def email_links(client: DynamoDBClient, table: str, email_id: str) -> list[dict[str, Any]]:
+    """Clicks per destination of one email, most clicked by people first."""
+    kwargs: dict[str, Any] = {
+        "TableName": table,
+        "KeyConditionExpression": "pk = :pk AND begins_with(sk, :link)",
+        "ExpressionAttributeValues": {":pk": {"S": email_pk(email_id)}, ":link": {"S": link_sk("")}},
+        "ProjectionExpression": "#u, clicks, human_clicks, machine_clicks",
+        "ExpressionAttributeNames": {"#u": "url"},
+    }
+    links: list[dict[str, Any]] = [
+        {
+            "url": str(item.get("url", "")),
+            **{name: int(item.get(name, 0)) for name in ("clicks", "human_clicks", "machine_clicks")},
+        }
+        for item in (plain_item(raw) for raw in paged(client.query, **kwargs))
+    ]
+    links.sort(key=lambda link: (-int(link["human_clicks"]), -int(link["clicks"]), str(link["url"])))
+    return links
 
 
 def user_stats(client: DynamoDBClient, table: str, user_id: str) -> dict[str, Any]:
@@ -199,5 +245,5 @@ def _batch_stats(client: DynamoDBClient, table: str, email_ids: list[str]) -> di
     for item in batch_get(client, table, [meta_key(email_pk(e), STATS_SK) for e in email_ids]):
         row = plain_item(item)
         email_id = str(row["email_id"])
-        found[email_id] = {**empty_email_stats(email_id), **shape(row)}
+        found[email_id] = with_rates({**empty_email_stats(email_id), **shape(row)})
     return found

@@ -32,7 +32,7 @@ import calendar
 import re
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
@@ -41,13 +41,18 @@ from mailpixel.config import Settings
 from mailpixel.ddb.update import update
 from mailpixel.model.counters import CLIENT_PREFIX, COUNTRY_PREFIX, MACHINE_PREFIX, PROXY_PREFIX
 from mailpixel.model.keys import (
+    CLICK_KEY,
+    OPEN_KEY,
     STATS_SK,
     Key,
+    Prefix,
     all_pk,
     batch_key,
+    clicker_sk,
     day_sk,
     email_pk,
     emails_on_day_pk,
+    link_sk_of,
     meta_key,
     opener_sk,
 )
@@ -89,6 +94,69 @@ _TOKEN = re.compile(r"[a-z0-9_]{1,32}")
 _COUNTRY = re.compile(r"[A-Z]{2}")
 
 
+@dataclass(frozen=True)
+class Kind:
+    """One kind of event the per-batch writer counts: opens (the events table) or clicks (the
+    clicks table). Both go through the same steps (claim, unique-user marker, counters in one
+    transaction with the batch's marker); what differs is named here."""
+
+    name: str
+    table: Callable[[Settings], str]
+    sort_key: str
+    time_field: str
+    verdict_field: str
+    enriched_fields: tuple[str, ...]
+    counters: tuple[str, str, str]  # total, human, machine
+    marker: Prefix  # the unique-user marker under `email#ID`
+    unique: tuple[str, str]  # the stats item's unique users, all and human
+    # Opens only: breakdowns, the recent-emails index and first/last open. Clicks only: one
+    # counter item per destination.
+    breakdowns: bool = False
+    bounds: bool = False
+    per_link: bool = False
+
+    @property
+    def condition(self) -> str:
+        """Enrich once, and never recreate an erased event."""
+        return f"attribute_exists({self.sort_key}) AND attribute_not_exists(enriched_at)"
+
+    def key(self, event: Mapping[str, Any]) -> Key:
+        return {"email_id": {"S": str(event["email_id"])}, self.sort_key: {"S": str(event[self.sort_key])}}
+
+    def is_human(self, event: Mapping[str, Any]) -> bool:
+        return not bool(event.get(self.verdict_field))
+
+    def day(self, event: Mapping[str, Any]) -> str:
+        return str(event[self.time_field])[:10]
+
+
+OPENS = Kind(
+    name="open",
+    table=lambda settings: settings.table,
+    sort_key=OPEN_KEY,
+    time_field="opened_at",
+    verdict_field="machine_open",
+    enriched_fields=("client", "machine_open", "machine_reason", "proxy", "evidence", "geo", "enriched_at"),
+    counters=("opens", "human_opens", "machine_opens"),
+    marker=opener_sk,
+    unique=("unique_openers", "unique_human_openers"),
+    breakdowns=True,
+    bounds=True,
+)
+CLICKS = Kind(
+    name="click",
+    table=lambda settings: settings.clicks_table,
+    sort_key=CLICK_KEY,
+    time_field="clicked_at",
+    verdict_field="machine_click",
+    enriched_fields=("client", "machine_click", "machine_reason", "evidence", "geo", "enriched_at"),
+    counters=("clicks", "human_clicks", "machine_clicks"),
+    marker=clicker_sk,
+    unique=("unique_clickers", "unique_human_clickers"),
+    per_link=True,
+)
+
+
 def client_label(client: Any) -> str:
     """The client's name reduced to a closed set of labels."""
     name = client.get("name") if isinstance(client, Mapping) else None
@@ -107,11 +175,12 @@ def _token(value: Any, default: str) -> str:
 
 
 def is_human(event: Mapping[str, Any]) -> bool:
-    return not bool(event.get("machine_open"))
+    """Whether an open was a person's."""
+    return OPENS.is_human(event)
 
 
 def breakdown(event: Mapping[str, Any]) -> list[str]:
-    """The breakdown counters this event adds one to."""
+    """The breakdown counters this open adds one to."""
     if not is_human(event):
         return [MACHINE_PREFIX + _token(event.get("machine_reason"), OTHER)]
     names = [CLIENT_PREFIX + client_label(event.get("client"))]
@@ -124,10 +193,6 @@ def breakdown(event: Mapping[str, Any]) -> list[str]:
         code = country.strip().upper() if isinstance(country, str) else ""
         names.append(COUNTRY_PREFIX + (code if _COUNTRY.fullmatch(code) else UNKNOWN))
     return names
-
-
-def open_day(event: Mapping[str, Any]) -> str:
-    return str(event["opened_at"])[:10]
 
 
 def _day_expiry(day: str, settings: Settings) -> int:
@@ -151,19 +216,25 @@ class CounterItem:
 
 
 def counter_items(
-    event: Mapping[str, Any], settings: Settings, *, shard: int = 0, now: float | None = None
+    event: Mapping[str, Any],
+    settings: Settings,
+    *,
+    shard: int = 0,
+    now: float | None = None,
+    kind: Kind = OPENS,
 ) -> list[CounterItem]:
     """Every aggregate item one enriched event counts in, and what it adds to each."""
     email_id = str(event["email_id"])
-    day = open_day(event)
+    day = kind.day(event)
     expires = _expires(settings, now)
     day_expires = {"N": str(_day_expiry(day, settings))}
-    kind = "human_opens" if is_human(event) else "machine_opens"
-    counters = Counter(("opens", kind, *breakdown(event)))
+    total, human, machine = kind.counters
+    verdict = human if kind.is_human(event) else machine
+    counters = Counter((total, verdict, *(breakdown(event) if kind.breakdowns else ())))
     date_value = {"S": day}
     email_value = {"S": email_id}
     day_sets = {"email_id": email_value, "date": date_value, "expires_at": day_expires}
-    return [
+    items = [
         CounterItem(
             meta_key(email_pk(email_id), STATS_SK), counters, {"email_id": email_value, "expires_at": expires}
         ),
@@ -171,8 +242,15 @@ def counter_items(
         CounterItem(
             meta_key(all_pk(shard), day_sk(day)), counters, {"date": date_value, "expires_at": day_expires}
         ),
-        CounterItem(meta_key(emails_on_day_pk(day), email_pk(email_id)), Counter(("opens", kind)), day_sets),
     ]
+    pair = Counter((total, verdict))
+    if kind.bounds:  # the recent-emails index lists emails by the days they were opened
+        items.append(CounterItem(meta_key(emails_on_day_pk(day), email_pk(email_id)), pair, day_sets))
+    url = event.get("url")
+    if kind.per_link and isinstance(url, str):
+        link_sets = {"email_id": email_value, "url": {"S": url}, "expires_at": expires}
+        items.append(CounterItem(meta_key(email_pk(email_id), link_sk_of(url)), pair, link_sets))
+    return items
 
 
 def _key_id(key: Key) -> tuple[str, str]:
@@ -180,12 +258,17 @@ def _key_id(key: Key) -> tuple[str, str]:
 
 
 def sum_counters(
-    events: Iterable[Mapping[str, Any]], settings: Settings, *, shard: int = 0, now: float | None = None
+    events: Iterable[Mapping[str, Any]],
+    settings: Settings,
+    *,
+    shard: int = 0,
+    now: float | None = None,
+    kind: Kind = OPENS,
 ) -> list[CounterItem]:
     """The events' counts summed per aggregate item: what one batch ADDs to each item, once."""
     summed: dict[tuple[str, str], CounterItem] = {}
     for event in events:
-        for item in counter_items(event, settings, shard=shard, now=now):
+        for item in counter_items(event, settings, shard=shard, now=now, kind=kind):
             found = summed.get(_key_id(item.key))
             if found is None:
                 summed[_key_id(item.key)] = CounterItem(item.key, Counter(item.adds), item.sets)
@@ -194,14 +277,15 @@ def sum_counters(
     return list(summed.values())
 
 
-def item_keys(event: Mapping[str, Any], settings: Settings) -> set[tuple[str, str]]:
+def item_keys(event: Mapping[str, Any], settings: Settings, kind: Kind = OPENS) -> set[tuple[str, str]]:
     """The aggregate items an event's counts land in (shard 0 standing for the shared shard)."""
-    return {_key_id(item.key) for item in counter_items(event, settings)}
+    return {_key_id(item.key) for item in counter_items(event, settings, kind=kind)}
 
 
 @dataclass
 class Openers:
-    """Unique openers (and unique human openers) a batch adds, per email."""
+    """Unique openers (and unique human openers) a batch adds, per email; of a batch of clicks,
+    unique clickers."""
 
     all: Counter[str] = field(default_factory=Counter)
     human: Counter[str] = field(default_factory=Counter)
@@ -214,6 +298,7 @@ def counter_transaction(
     openers: Openers,
     *,
     now: float | None = None,
+    kind: Kind = OPENS,
 ) -> list[dict[str, Any]]:
     """TransactItems of one batch: its marker (once only) and one ADD per counter item."""
     marker = {
@@ -228,9 +313,7 @@ def counter_transaction(
         adds = Counter(item.adds)
         if item.key["sk"]["S"] == STATS_SK:
             email_id = email_pk.value_of(item.key["pk"]["S"])
-            adds.update(
-                {"unique_openers": openers.all[email_id], "unique_human_openers": openers.human[email_id]}
-            )
+            adds.update({kind.unique[0]: openers.all[email_id], kind.unique[1]: openers.human[email_id]})
         amounts = {name: n for name, n in adds.items() if n}
         items.append({"Update": update(settings.meta_table, item.key, sets=item.sets, adds=amounts)})
     return items
@@ -244,16 +327,17 @@ def opener_update(
     human_key: str | None,
     *,
     now: float | None = None,
+    marker: Prefix = opener_sk,
 ) -> dict[str, Any]:
     """`update_item` arguments naming `first_key` (and `human_key`) as the events that made the
-    user an opener of the email, unless earlier events already are. Returns the item as it is
-    after, so the caller sees which events the marker names."""
+    user an opener (`marker=clicker_sk`: a clicker) of the email, unless earlier events already
+    are. Returns the item as it is after, so the caller sees which events the marker names."""
     claims = {"seen_by": {"S": first_key}}
     if human_key is not None:
         claims["human_seen_by"] = {"S": human_key}
     args = update(
         settings.meta_table,
-        meta_key(email_pk(email_id), opener_sk(user_id)),
+        meta_key(email_pk(email_id), marker(user_id)),
         sets={"user_id": {"S": user_id}, "email_id": {"S": email_id}, "expires_at": _expires(settings, now)},
         set_if_missing=claims,
     )
@@ -262,12 +346,22 @@ def opener_update(
 
 
 def bound_updates(
-    settings: Settings, email_id: str, first: str, last: str, *, now: float | None = None
+    settings: Settings,
+    email_id: str,
+    first: str,
+    last: str,
+    *,
+    first_human: str | None = None,
+    now: float | None = None,
 ) -> list[dict[str, Any]]:
-    """`update_item` arguments that move the email's first/last open outwards; a failed
-    condition means the bound already covers these events. Safe to repeat, in any order."""
+    """`update_item` arguments that move the email's first/last open (and first human open)
+    outwards; a failed condition means the bound already covers these events. Safe to repeat,
+    in any order."""
     key = meta_key(email_pk(email_id), STATS_SK)
     sets = {"email_id": {"S": email_id}, "expires_at": _expires(settings, now)}
+    bounds = [("first_open_at", first, ">"), ("last_open_at", last, "<")]
+    if first_human is not None:
+        bounds.append(("first_human_open_at", first_human, ">"))
     return [
         update(
             settings.meta_table,
@@ -276,5 +370,5 @@ def bound_updates(
             set_if_missing=sets,
             condition=f"attribute_not_exists(#s0) OR #s0 {comparison} :s0",
         )
-        for attr, moment, comparison in (("first_open_at", first, ">"), ("last_open_at", last, "<"))
+        for attr, moment, comparison in bounds
     ]

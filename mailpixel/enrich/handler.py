@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from mailpixel.config import Settings
 from mailpixel.ddb.codec import plain_item
 from mailpixel.ddb.update import update
+from mailpixel.enrich.aggregates import Kind
 from mailpixel.enrich.classify.clicks import seconds_since_issue
 from mailpixel.enrich.classify.machine import classify, named_client
 from mailpixel.enrich.classify.ranges import IpRanges, shipped_ranges
@@ -33,10 +34,9 @@ from mailpixel.enrich.geo.providers import (
     empty_geo,
 )
 from mailpixel.enrich.geo.proxied import proxy_geo
-from mailpixel.enrich.writer import CONDITION, EnrichmentWriter
+from mailpixel.enrich.writer import EnrichmentWriter
 from mailpixel.logs import Metrics, get_logger
 from mailpixel.model.events import id_fits, iso_millis
-from mailpixel.model.keys import event_key_of
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -135,6 +135,7 @@ def parse_record(record: Any, sort_key: str = "open_key") -> tuple[str, dict[str
 
 class Writer(Protocol):
     client: DynamoDBClient
+    kind: Kind
 
     def write(self, event: Mapping[str, Any], enrichment: Mapping[str, Any]) -> bool: ...
 
@@ -147,8 +148,7 @@ class StreamHandler:
     """Callable as a Lambda handler: `handler(event, context)`.
 
     `parse`, `enrich_item` and `event_time` default to the opens' own; the clicks' stream
-    handler (`mailpixel/enrich/clicks.py`) passes its own and reuses the rest (clicks have no
-    aggregate keys, so `unwritable` does not apply to them: `set_aside_unwritable=False`)."""
+    handler (`mailpixel/enrich/clicks.py`) passes its own, and a writer of clicks."""
 
     def __init__(
         self,
@@ -163,7 +163,6 @@ class StreamHandler:
         enrich_item: Callable[[Mapping[str, Any], IpRanges], tuple[dict[str, Any], str | None]] | None = None,
         event_time: Callable[[Mapping[str, Any]], float | None] | None = None,
         before_write: Callable[[Mapping[str, Any], Mapping[str, Any]], None] | None = None,
-        set_aside_unwritable: bool = True,
     ) -> None:
         self.settings = settings
         self.writer = writer
@@ -177,7 +176,6 @@ class StreamHandler:
         # Webhooks (enrich/webhooks.py): called with the finished enrichment before the write; if
         # it raises, the record is retried, so its events go out at least once.
         self.before_write = before_write
-        self.set_aside_unwritable = set_aside_unwritable
 
     def __call__(self, event: Mapping[str, Any], context: Any = None) -> dict[str, list[dict[str, str]]]:
         """Enrich the batch up to its first record that must be tried again.
@@ -201,7 +199,7 @@ class StreamHandler:
                 continue
             if item is None:
                 continue
-            if self.set_aside_unwritable and (why := unwritable(item)) is not None:
+            if (why := unwritable(item)) is not None:
                 # Reported on its own and passed: no retry can write it (see _set_aside).
                 self._set_aside(sequence, item, why, poison)
                 continue
@@ -290,12 +288,13 @@ class StreamHandler:
         let the shard move on. Nothing personal goes into the log line."""
         self.metrics.count("enrich_poison_record", reason=why)
         log.error("enrich_poison_record", extra={"sequence": sequence, "reason": why})
+        kind = self.writer.kind
         args = update(
-            self.settings.table,
-            event_key_of(item),
+            kind.table(self.settings),
+            kind.key(item),
             sets={"enriched_at": {"S": iso_millis(int(self.clock() * 1000))}, "enrich_skipped": {"S": why}},
             removes=("pending_ip",),
-            condition=CONDITION,
+            condition=kind.condition,
         )
         try:
             self.writer.client.update_item(**args)

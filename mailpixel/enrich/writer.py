@@ -10,8 +10,8 @@ DynamoDB calls for the whole batch issued together from a thread pool:
    An event already enriched whose `counted_by` names a token without a marker was claimed by
    an attempt that died before step 4: it is *adopted* (`counted_by` moved to this token under
    the condition that it still names the dead one) and counted here from its stored fields.
-2. **Unique openers**: one marker update per user and email (`aggregates.opener_update`).
-3. **First/last open**: two conditional updates per email, idempotent.
+2. **Unique openers** (clickers): one marker update per user and email (`aggregates.opener_update`).
+3. **First/last open** and first human open: conditional updates per email, idempotent (opens only).
 4. **Counters**: one transaction with the group's marker `batch#TOKEN` and one summed ADD per
    aggregate item. It commits once; its marker is what makes steps 1–2 count.
 
@@ -38,15 +38,16 @@ from mailpixel.ddb.codec import plain_item, to_attr
 from mailpixel.ddb.retry import Backoff, cancellation_codes
 from mailpixel.ddb.update import update
 from mailpixel.enrich.aggregates import (
+    OPENS,
+    Kind,
     Openers,
     bound_updates,
     counter_transaction,
-    is_human,
     item_keys,
     opener_update,
     sum_counters,
 )
-from mailpixel.model.keys import ALL_SHARDS, UNENRICHED, batch_key, batch_pk, event_key_of
+from mailpixel.model.keys import ALL_SHARDS, UNENRICHED, batch_key, batch_pk
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -54,8 +55,6 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 R = TypeVar("R")
 
-ENRICHED_FIELDS = ("client", "machine_open", "machine_reason", "proxy", "evidence", "geo", "enriched_at")
-CONDITION = "attribute_exists(open_key) AND attribute_not_exists(enriched_at)"
 COUNTED_BY = "counted_by"
 # TransactWriteItems takes at most 100 items: the marker and 99 aggregate items.
 MAX_COUNTER_ITEMS = 99
@@ -90,24 +89,30 @@ def _enriched(event: Mapping[str, Any], enrichment: Mapping[str, Any]) -> dict[s
 
 
 class EnrichmentWriter:
-    def __init__(self, client: DynamoDBClient, settings: Settings, *, workers: int = WORKERS) -> None:
+    """Writes batches of one kind of event: opens (the default) or clicks (`kind=CLICKS`)."""
+
+    def __init__(
+        self, client: DynamoDBClient, settings: Settings, *, kind: Kind = OPENS, workers: int = WORKERS
+    ) -> None:
         self.client = client
         self.settings = settings
+        self.kind = kind
+        self.table = kind.table(settings)
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="enrich-io")
 
     def claim_update(
         self, event: Mapping[str, Any], enrichment: Mapping[str, Any], token: str
     ) -> dict[str, Any]:
         """UpdateItem arguments that enrich the event and name `token` as the batch counting it."""
-        present = [name for name in ENRICHED_FIELDS if enrichment.get(name) is not None]
+        present = [name for name in self.kind.enriched_fields if enrichment.get(name) is not None]
         sets = {name: to_attr(enrichment[name]) for name in present}
         sets[COUNTED_BY] = {"S": token}
         args = update(
-            self.settings.table,
-            event_key_of(event),
+            self.table,
+            self.kind.key(event),
             sets=sets,
             removes=("pending_ip", UNENRICHED),
-            condition=CONDITION,
+            condition=self.kind.condition,
         )
         args["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
         return args
@@ -161,7 +166,7 @@ class EnrichmentWriter:
         current: list[int] = []
         for indexes in by_email.values():
             for i in indexes:
-                needed = item_keys(entries[i][0], self.settings)
+                needed = item_keys(entries[i][0], self.settings, self.kind)
                 if current and len(keys | needed) > MAX_COUNTER_ITEMS:
                     groups.append(_Group(current))
                     current, keys = [], set()
@@ -224,10 +229,9 @@ class EnrichmentWriter:
 
     def _adopt(self, work: tuple[_Group, int, str]) -> None:
         group, index, dead = work
-        key = event_key_of(group.seen[index])
         args = update(
-            self.settings.table,
-            key,
+            self.table,
+            self.kind.key(group.seen[index]),
             sets={COUNTED_BY: {"S": group.token}},
             condition=f"{COUNTED_BY} = :dead",
             condition_values={":dead": {"S": dead}},
@@ -247,19 +251,25 @@ class EnrichmentWriter:
         when the marker names an event this group counts."""
         firsts: dict[tuple[str, str], list[str]] = defaultdict(list)
         humans: dict[tuple[str, str], list[str]] = defaultdict(list)
+        sort_key = self.kind.sort_key
         for event in group.counted.values():
             if event.get("user_id"):
                 pair = (str(event["email_id"]), str(event["user_id"]))
-                firsts[pair].append(str(event["open_key"]))
-                if is_human(event):
-                    humans[pair].append(str(event["open_key"]))
+                firsts[pair].append(str(event[sort_key]))
+                if self.kind.is_human(event):
+                    humans[pair].append(str(event[sort_key]))
         openers = Openers()
 
         def call(pair: tuple[str, str]) -> Callable[[], None]:
             def run() -> None:
                 human = humans.get(pair)
                 args = opener_update(
-                    self.settings, pair[0], pair[1], min(firsts[pair]), min(human) if human else None
+                    self.settings,
+                    pair[0],
+                    pair[1],
+                    min(firsts[pair]),
+                    min(human) if human else None,
+                    marker=self.kind.marker,
                 )
                 after = plain_item(RETRY.call(lambda: self.client.update_item(**args))["Attributes"])
                 if after.get("seen_by") in firsts[pair]:
@@ -272,14 +282,27 @@ class EnrichmentWriter:
         return openers, [call(pair) for pair in firsts]
 
     def _bound_calls(self, group: _Group) -> list[Callable[[], None]]:
-        """First/last open of each email over every event seen (counted now or before)."""
+        """First/last open and first human open of each email over every event seen (counted
+        now or before); none for clicks."""
+        if not self.kind.bounds:
+            return []
         times: dict[str, list[str]] = defaultdict(list)
+        human_times: dict[str, list[str]] = defaultdict(list)
         for event in group.seen.values():
-            times[str(event["email_id"])].append(str(event["opened_at"]))
+            moment = str(event[self.kind.time_field])
+            times[str(event["email_id"])].append(moment)
+            if self.kind.is_human(event):
+                human_times[str(event["email_id"])].append(moment)
         return [
             self._bound_call(args)
             for email, moments in times.items()
-            for args in bound_updates(self.settings, email, min(moments), max(moments))
+            for args in bound_updates(
+                self.settings,
+                email,
+                min(moments),
+                max(moments),
+                first_human=min(human_times[email]) if human_times.get(email) else None,
+            )
         ]
 
     def _bound_call(self, args: dict[str, Any]) -> Callable[[], None]:
@@ -292,8 +315,8 @@ class EnrichmentWriter:
 
     def _commit_call(self, group: _Group, openers: Openers) -> Callable[[], None]:
         def run() -> None:
-            counters = sum_counters(group.counted.values(), self.settings, shard=group.shard)
-            self._commit(counter_transaction(self.settings, group.token, counters, openers))
+            counters = sum_counters(group.counted.values(), self.settings, shard=group.shard, kind=self.kind)
+            self._commit(counter_transaction(self.settings, group.token, counters, openers, kind=self.kind))
 
         return run
 

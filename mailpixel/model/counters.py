@@ -6,7 +6,7 @@ Breakdown counters are flat attributes, because `ADD` works on top-level attribu
 
 from __future__ import annotations
 
-COUNTERS = ("opens", "human_opens", "machine_opens")
+COUNTERS = ("opens", "human_opens", "machine_opens", "clicks", "human_clicks", "machine_clicks")
 MACHINE_PREFIX = "machine:"
 CLIENT_PREFIX = "client:"
 COUNTRY_PREFIX = "country:"

@@ -8,7 +8,8 @@ id, enrichment removes it, so the index holds exactly the events still to enrich
 UNENRICHED_SHARDS partitions so a campaign's writes to it never meet in one.
 
 Meta table (MetaTable), `pk` / `sk`:
-- `email#ID / stats`: an email's totals, unique openers, first/last open, breakdowns.
+- `email#ID / stats`: an email's totals (opens and clicks), unique openers and clickers,
+  first/last open and first human open, breakdowns.
 - `email#ID / day#YYYY-MM-DD`: the same counters per day.
 - `all#N / day#YYYY-MM-DD` (N in 0..ALL_SHARDS-1): every email's counters per day, split over
   shards so no single item takes every batch of the deployment (`all / day#…`: before shards).
@@ -17,6 +18,8 @@ Meta table (MetaTable), `pk` / `sk`:
   from the `by_user` index).
 - `email#ID / opener#USER`: the unique-opener marker.
 - `email#ID / webhook_open#USER`: the first human open by USER was sent to the webhook.
+- `email#ID / clicker#USER`: the unique-clicker marker.
+- `email#ID / link#HASH`: one destination's click counters (`url`, `clicks`, `human_clicks`).
 - `batch#TOKEN / batch`: the idempotency marker of one enrichment batch's counter transaction.
 - `geo#IP / geo`: the shared geolocation cache (with `MAILPIXEL_IP_STORAGE=truncated|none`, IP
   is the address's /24 or /48 network, never the full address).
@@ -28,6 +31,7 @@ live apart so that a query of the events table returns opens only.
 
 from __future__ import annotations
 
+import hashlib
 import zlib
 from dataclasses import dataclass
 from typing import Any
@@ -92,6 +96,10 @@ emails_on_day_pk = Prefix("emails#")
 opener_sk = Prefix("opener#")
 # `email#ID / webhook_open#USER`: the first human open of the email by USER was sent.
 webhook_open_sk = Prefix("webhook_open#")
+# `email#ID / clicker#USER`: USER is one of the email's unique clickers.
+clicker_sk = Prefix("clicker#")
+# `email#ID / link#HASH`: the clicks on one destination of the email (`link_sk_of`).
+link_sk = Prefix("link#")
 user_pk = Prefix("user#")
 batch_pk = Prefix("batch#")
 geo_pk = Prefix("geo#")
@@ -105,6 +113,12 @@ def all_pk(shard: int) -> str:
 def all_pks() -> list[str]:
     """Every partition holding deployment-wide day counters, the pre-shard one included."""
     return [ALL_PK, *(all_pk(n) for n in range(ALL_SHARDS))]
+
+
+def link_sk_of(url: str) -> str:
+    """The sort key of a destination's click counters: a hash, since a URL can be longer than
+    a sort key may be (1024 bytes); the item keeps the URL itself in `url`."""
+    return link_sk(hashlib.sha256(url.encode("utf-8", "surrogatepass")).hexdigest()[:24])
 
 
 def batch_key(token: str) -> Key:

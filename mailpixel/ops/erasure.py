@@ -5,12 +5,13 @@ What a user's data is, by the data model's contract:
   front, and the index is the only way to reach events of emails nobody names);
 - meta items under `user#<user_id>` (per-user stats and anything else kept per user);
 - for each email they opened, the unique-opener marker `email#<email_id>` / `opener#<user_id>`;
-- their clicks (the clicks table's `by_user` index) and, for each email they opened or
+- their clicks (the clicks table's `by_user` index) and, for each email they clicked, the
+  unique-clicker marker `email#<email_id>` / `clicker#<user_id>`; for each email they opened or
   clicked, the webhook marker `email#<email_id>` / `webhook_open#<user_id>`.
 Per-email and per-day counts are anonymous numbers and stay as they are.
 
 An email's data is its events (the table's partition), its clicks, and every meta item under
-`email#<email_id>` (stats, day counts, opener and webhook markers).
+`email#<email_id>` (stats, day counts, per-link counts, opener, clicker and webhook markers).
 
 Outside the tables, `forget_in_files` reaches what the local stack keeps on disk: the fallback
 file and its leftovers, and the enrichment failure file (`local_data_files`).
@@ -22,14 +23,14 @@ Keys are streamed a page at a time and each page deleted before the next is read
 stays bounded whatever the size (a campaign of a million opens holds one page of keys, plus
 one email id per email the user opened). Each page goes in an order that keeps an interrupted
 run finishable by running it again: a user's opener markers before the events that name
-their emails, an email's events before its derived items.
+their emails (and clicker markers before the clicks), an email's events before its derived items.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from itertools import islice
 from pathlib import Path
@@ -42,6 +43,7 @@ from mailpixel.logs import get_logger
 from mailpixel.model.keys import (
     CLICK_KEY,
     Key,
+    clicker_sk,
     email_pk,
     event_key,
     meta_key,
@@ -109,10 +111,16 @@ class Eraser:
             emails |= page_emails
             keys = [event_key(item["email_id"], item["open_key"]) for item in page]
             events += self._delete_existing(self.events_table, EVENT_KEY, keys)
-        clicks, clicked = self._forget_clicks(user_id=user_id)
-        webhook_markers = [meta_key(email_pk(e), webhook_open_sk(user_id)) for e in sorted(emails | clicked)]
-        for page in _pages(webhook_markers):
+        rows = self._clicks(user_id=user_id)
+        clicked = {str(r["email_id"]) for r in rows}
+        # The markers that name the user go before the clicks that lead to them.
+        markers = [
+            *(meta_key(email_pk(e), webhook_open_sk(user_id)) for e in sorted(emails | clicked)),
+            *(meta_key(email_pk(e), clicker_sk(user_id)) for e in sorted(clicked)),
+        ]
+        for page in _pages(markers):
             meta += self._delete_existing(self.meta_table, META_KEY, page)
+        clicks = self._delete_clicks(rows)
         for page in _pages(self._meta_keys(user_pk(user_id))):
             meta += self._delete_existing(self.meta_table, META_KEY, page)
         result = ErasureResult(events=events, meta=meta, emails=len(emails | clicked), clicks=clicks)
@@ -124,7 +132,7 @@ class Eraser:
         for page in _pages(EventStore(self.client, self.events_table).iter_opens(email_id=email_id)):
             keys = [event_key(item["email_id"], item["open_key"]) for item in page]
             events += self._delete_existing(self.events_table, EVENT_KEY, keys)
-        clicks, _ = self._forget_clicks(email_id=email_id)
+        clicks = self._delete_clicks(self._clicks(email_id=email_id))
         for page in _pages(self._meta_keys(email_pk(email_id))):
             meta += self._delete_existing(self.meta_table, META_KEY, page)
         result = ErasureResult(
@@ -133,20 +141,23 @@ class Eraser:
         log.info("forgot_email", extra={"counts": result.to_json()})
         return result
 
-    def _forget_clicks(self, **who: str) -> tuple[int, set[str]]:
-        """Delete the clicks of `email_id=` or `user_id=`; (how many, which emails)."""
+    def _clicks(self, **who: str) -> list[dict[str, Any]]:
+        """The clicks of `email_id=` or `user_id=`."""
         if not self.clicks_table:
-            return 0, set()
+            return []
         from mailpixel.ops.clicks_cli import iter_clicks
 
         try:
-            rows = list(iter_clicks(self.client, self.clicks_table, **who))
+            return list(iter_clicks(self.client, self.clicks_table, **who))
         except self.client.exceptions.ResourceNotFoundException:
             log.warning("no_clicks_table", extra={"table": self.clicks_table})  # no table, no clicks
-            return 0, set()
+            return []
+
+    def _delete_clicks(self, rows: Sequence[Mapping[str, Any]]) -> int:
+        if not self.clicks_table:
+            return 0
         keys = [{"email_id": {"S": r["email_id"]}, CLICK_KEY: {"S": r[CLICK_KEY]}} for r in rows]
-        deleted = self._delete_existing(self.clicks_table, ("email_id", CLICK_KEY), keys)
-        return deleted, {str(r["email_id"]) for r in rows}
+        return self._delete_existing(self.clicks_table, ("email_id", CLICK_KEY), keys)
 
     def _meta_keys(self, pk: str) -> Iterator[Key]:
         kwargs: dict[str, Any] = {

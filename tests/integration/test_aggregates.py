@@ -154,6 +154,7 @@ def expected_from_events(ddb, settings) -> dict[str, Any]:
             "users": set(),
             "humans": set(),
             "times": [],
+            "human_times": [],
         }
     )
     per_day: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)
@@ -178,6 +179,7 @@ def expected_from_events(ddb, settings) -> dict[str, Any]:
         if not human:
             e["reasons"][item["machine_reason"]] += 1
             continue
+        e["human_times"].append(item["opened_at"])
         name = item["client"]["name"]
         e["clients"][name if name in aggregates.KNOWN_CLIENTS else "Other"] += 1
         if item.get("proxy"):
@@ -217,6 +219,7 @@ def test_aggregates_equal_a_recount_after_duplicates_replays_and_reordering(stor
         assert got["unique_human_openers"] == len(e["humans"])
         assert got["first_open_at"] == min(e["times"])
         assert got["last_open_at"] == max(e["times"])
+        assert got["first_human_open_at"] == min(e["human_times"], default=None)
 
     first_day = min(day for _, day in expected["days"])
     last_day = max(day for _, day in expected["days"])
@@ -311,6 +314,7 @@ def test_a_person_after_apples_prefetch_is_one_unique_human_opener(store, ddb, s
     got = stats.email_stats(ddb, settings.meta_table, "e1")
     assert (got["opens"], got["unique_openers"], got["unique_human_openers"]) == (2, 1, 1)
     assert got["machine_opens_by_reason"] == {"apple_mpp": 1}
+    assert got["first_human_open_at"] == "2026-11-24T12:00:00.000Z"
     assert (got["first_open_at"], got["last_open_at"]) == (
         "2026-11-24T10:00:00.000Z",
         "2026-11-24T12:00:00.000Z",
@@ -362,7 +366,8 @@ def test_a_batch_writes_each_counter_item_once_with_no_per_open_transaction(stor
     assert len(keys) == len(set(keys)) == 4  # email stats, email day, one `all` shard, emails-on-day
     updates = Counter(p["TableName"] for name, p in calls if name == "UpdateItem")
     assert updates[settings.table] == 100  # one claim per event
-    assert updates[settings.meta_table] == 70 + 2  # one opener marker per user, first and last open
+    # one opener marker per user; first, last and first human open
+    assert updates[settings.meta_table] == 70 + 3
     got = stats.email_stats(ddb, settings.meta_table, "e1")
     assert (got["opens"], got["unique_openers"]) == (100, 70)
 
