@@ -98,22 +98,47 @@ _COUNTRY = re.compile(r"[A-Z]{2}")
 class Kind:
     """One kind of event the per-batch writer counts: opens (the events table) or clicks (the
     clicks table). Both go through the same steps (claim, unique-user marker, counters in one
-    transaction with the batch's marker); what differs is named here."""
+    transaction with the batch's marker), and their attribute names follow one pattern from
+    `name`: `open_key`, `opened_at`, `machine_open`, `opens`, `unique_openers`; `click_key`,
+    `clicked_at`, `machine_click`, `clicks`, `unique_clickers`."""
 
     name: str
     table: Callable[[Settings], str]
-    sort_key: str
-    time_field: str
-    verdict_field: str
-    enriched_fields: tuple[str, ...]
-    counters: tuple[str, str, str]  # total, human, machine
     marker: Prefix  # the unique-user marker under `email#ID`
-    unique: tuple[str, str]  # the stats item's unique users, all and human
+    # Besides the verdict and enriched_at, what enrichment sets.
+    enriched: tuple[str, ...]
     # Opens only: breakdowns, the recent-emails index and first/last open. Clicks only: one
     # counter item per destination.
     breakdowns: bool = False
     bounds: bool = False
     per_link: bool = False
+
+    @property
+    def sort_key(self) -> str:
+        return f"{self.name}_key"
+
+    @property
+    def time_field(self) -> str:
+        return f"{self.name}ed_at"
+
+    @property
+    def verdict_field(self) -> str:
+        return f"machine_{self.name}"
+
+    @property
+    def enriched_fields(self) -> tuple[str, ...]:
+        return (self.verdict_field, "machine_reason", *self.enriched, "enriched_at")
+
+    @property
+    def counters(self) -> tuple[str, str, str]:
+        """(total, human, machine)."""
+        plural = f"{self.name}s"
+        return plural, f"human_{plural}", f"machine_{plural}"
+
+    @property
+    def unique(self) -> tuple[str, str]:
+        """The stats item's unique users: all, and those with a human event."""
+        return f"unique_{self.name}ers", f"unique_human_{self.name}ers"
 
     @property
     def condition(self) -> str:
@@ -131,30 +156,15 @@ class Kind:
 
 
 OPENS = Kind(
-    name="open",
-    table=lambda settings: settings.table,
-    sort_key=OPEN_KEY,
-    time_field="opened_at",
-    verdict_field="machine_open",
-    enriched_fields=("client", "machine_open", "machine_reason", "proxy", "evidence", "geo", "enriched_at"),
-    counters=("opens", "human_opens", "machine_opens"),
-    marker=opener_sk,
-    unique=("unique_openers", "unique_human_openers"),
+    "open",
+    lambda settings: settings.table,
+    opener_sk,
+    ("client", "proxy", "evidence", "geo"),
     breakdowns=True,
     bounds=True,
 )
-CLICKS = Kind(
-    name="click",
-    table=lambda settings: settings.clicks_table,
-    sort_key=CLICK_KEY,
-    time_field="clicked_at",
-    verdict_field="machine_click",
-    enriched_fields=("client", "machine_click", "machine_reason", "evidence", "geo", "enriched_at"),
-    counters=("clicks", "human_clicks", "machine_clicks"),
-    marker=clicker_sk,
-    unique=("unique_clickers", "unique_human_clickers"),
-    per_link=True,
-)
+CLICKS = Kind("click", lambda s: s.clicks_table, clicker_sk, ("client", "evidence", "geo"), per_link=True)
+assert (OPENS.sort_key, CLICKS.sort_key) == (OPEN_KEY, CLICK_KEY)  # nosec B101 - the key names agree
 
 
 def client_label(client: Any) -> str:
@@ -326,11 +336,11 @@ def opener_update(
     first_key: str,
     human_key: str | None,
     *,
+    marker: Prefix,
     now: float | None = None,
-    marker: Prefix = opener_sk,
 ) -> dict[str, Any]:
     """`update_item` arguments naming `first_key` (and `human_key`) as the events that made the
-    user an opener (`marker=clicker_sk`: a clicker) of the email, unless earlier events already
+    user an opener (`marker=opener_sk`; a clicker: `clicker_sk`) of the email, unless earlier events already
     are. Returns the item as it is after, so the caller sees which events the marker names."""
     claims = {"seen_by": {"S": first_key}}
     if human_key is not None:
