@@ -107,7 +107,7 @@ def report(result: Mapping[str, Any]) -> str:
         for name, _, _ in FIGURES
     ]
     text = table(
-        f"7. Verdict accuracy: {result['cases']} real user agents from named public sources "
+        f"10. Verdict accuracy: {result['cases']} real user agents from named public sources "
         f"({result['machine_fetchers']} machine fetchers, {result['mail_clients']} mail clients), "
         "tests/fixtures/ua_corpus.json",
         ["figure", "right", "scored", "accuracy %"],

@@ -155,7 +155,7 @@ def report(results: dict[str, Any]) -> list[str]:
         rows.append(["ratio", r["median_ratio"], "", r["p99_ratio"], ""])
         out.append(
             table(
-                "9. Click latency: real handler.pixel (/click, signed, 302) vs one raw PutItem into the "
+                "12. Click latency: real handler.pixel (/click, signed, 302) vs one raw PutItem into the "
                 f"clicks table, {r['samples']} each, interleaved",
                 ["", "median ms", "p90 ms", "p99 ms", "mean ms"],
                 rows,
@@ -167,7 +167,7 @@ def report(results: dict[str, Any]) -> list[str]:
     if r and "error" not in r:
         out.append(
             table(
-                f"10. Instrumenting: {r['recipients']} recipients x {r['links_per_email']}-link email",
+                f"13. Instrumenting: {r['recipients']} recipients x {r['links_per_email']}-link email",
                 [
                     "tokenize ms",
                     "render s",

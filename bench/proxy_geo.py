@@ -163,7 +163,7 @@ def report(result: dict[str, Any]) -> str:
     ]
     return (
         table(
-            f"8. Geolocation on a campaign-like mix: {result['opens']} opens (1/2 Apple, 1/3 Gmail, "
+            f"11. Geolocation on a campaign-like mix: {result['opens']} opens (1/2 Apple, 1/3 Gmail, "
             f"1/6 readers), {result['distinct_ips']} addresses, batches of {result['batch_size']}, "
             "provider batching up to 1000 addresses a request",
             ["pass", "provider requests", "per 1000 opens", "addresses looked up", "per 1000 opens"],

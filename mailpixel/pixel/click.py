@@ -150,7 +150,7 @@ def record_click(parts: Components, query: dict[str, list[str]], checked: Checke
         stored_ip=stored_ip(facts.ip, parts.settings.ip_storage),
         signed=checked.signed,
         signature_scope=checked.scope,
-        issued_t=int(params.t) if params.t.isdigit() else None,
+        issued_t=params.issued_t,
     )
     parts.recorder.record(event)
 

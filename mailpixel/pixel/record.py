@@ -74,7 +74,7 @@ def record_open(parts: Components) -> None:
         retention_seconds=parts.settings.retention_seconds,
         stored_ip=stored_ip(facts.ip, parts.settings.ip_storage),
         signed=bool(secrets),
-        issued_t=int(params.t) if params.t.isdigit() else None,
+        issued_t=params.issued_t,
     )
     if secrets is None:
         # Signing is configured but its secrets are not loaded: neither verified nor refusable.

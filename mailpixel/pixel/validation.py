@@ -15,6 +15,8 @@ from mailpixel.model.events import MAX_ID_LENGTH, cut_id, id_fits
 
 MAX_USER_AGENT_LENGTH = 512
 PIXEL_PARAMS = ("email_id", "user_id", "t", "sig")
+# Epoch seconds have 10 digits until the year 2286; 12 reach past the year 30,000.
+MAX_T_DIGITS = 12
 # Fields past this many are ignored: a pixel URL has four.
 MAX_QUERY_FIELDS = 64
 
@@ -58,6 +60,14 @@ class PixelParams:
     @property
     def recordable(self) -> bool:
         return bool(self.email_id)
+
+    @property
+    def issued_t(self) -> int | None:
+        """`t` as epoch seconds when it is one: ASCII digits, at most MAX_T_DIGITS. Anything else
+        is stored as no issue time: a 39-digit number is past what DynamoDB stores (every write
+        of the event would fail), and `str.isdigit` also takes digits `int` refuses ("²")."""
+        t = self.t
+        return int(t) if 0 < len(t) <= MAX_T_DIGITS and t.isascii() and t.isdigit() else None
 
 
 def parse_pixel_params(get_all: Mapping[str, Sequence[str]]) -> PixelParams:

@@ -147,3 +147,17 @@ def test_thousands_of_fields_are_ignored_past_the_limit(client, ddb, table):
     (item,) = all_items(ddb, table)
     assert item["email_id"] == "e"
     assert "user_id" not in item
+
+
+@pytest.mark.parametrize(
+    ("t", "kept"),
+    [("1767225600", 1767225600), ("9" * 60, None), ("%C2%B2", None), ("12a", None), ("-5", None)],
+    ids=["epoch", "sixty-digits", "superscript-two", "not-a-number", "negative"],
+)
+def test_the_urls_t_is_kept_only_when_it_is_an_epoch_time(client, ddb, table, t, kept):
+    """An unsigned URL may carry any `t`: a number longer than DynamoDB stores made every write
+    of the open fail (it went to the fallback forever), and "²" passed `isdigit` and failed
+    `int` (no open at all). The open is stored either way, with `issued_t` only when it is one."""
+    get_pixel(client, f"email_id=e1&user_id=u1&t={t}")
+    (item,) = all_items(ddb, table)
+    assert item.get("issued_t") == kept
