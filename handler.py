@@ -97,9 +97,11 @@ def _durable_store() -> EventStore:
 @cache
 def _drain_keys() -> SigningKeys:
     from mailpixel.aws import ssm_client
+    from mailpixel.logs import Metrics
     from mailpixel.secrets import SigningKeys
 
-    return SigningKeys(settings, client=lambda: ssm_client(settings))
+    # Metrics: a drain that cannot load the secrets raises the same alarm as the pixel.
+    return SigningKeys(settings, metrics=Metrics(), client=lambda: ssm_client(settings))
 
 
 def drain(event: dict[str, Any], context: Any) -> dict[str, Any]:

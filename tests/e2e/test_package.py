@@ -152,9 +152,10 @@ def test_query_api_and_dashboard_routes_integrate_with_the_api_function(template
         integration = json.dumps(route["Properties"]["Target"])
         (name,) = [n for n in integrations if f'"{n}"' in integration]
         target_of[route["Properties"]["RouteKey"]] = integrations[name]
-    for key in ("GET /api/{proxy+}", "GET /dashboard"):
+    # Every method reaches the app, so an unanswered one is the app's 405 with `Allow`.
+    for key in ("ANY /api/{proxy+}", "ANY /dashboard"):
         assert "ApiLambdaFunction" in target_of[key] and "PixelLambdaFunction" not in target_of[key], key
-    for key in ("GET /pixel", "HEAD /pixel", "GET /health"):
+    for key in ("GET /pixel", "HEAD /pixel", "GET /health", "ANY /pixel", "ANY /click", "ANY /health"):
         assert "PixelLambdaFunction" in target_of[key], key
 
 

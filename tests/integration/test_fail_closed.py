@@ -190,3 +190,18 @@ def test_drain_never_writes_an_unverified_open(settings, table, ddb, store):
     keys = SigningKeys(settings.with_overrides(signing_secrets=(NEW,)))
     assert drain_records(messages, store, keys)["batchItemFailures"] == []
     assert [(i["request_id"], i["signed"]) for i in all_items(ddb, table)] == [("good", True)]
+
+
+def test_the_drain_function_counts_secrets_it_cannot_load(throttling_ssm, settings, monkeypatch):
+    """The alarm-ready metric is the drain function's too, not only the pixel's: its keys are
+    built with metrics by `handler._drain_keys`, the deployed entry."""
+    import handler
+
+    monkeypatch.setattr(handler, "settings", settings.with_overrides(signing_secrets_parameter=PARAMETER))
+    handler._drain_keys.cache_clear()
+    try:
+        keys = handler._drain_keys()
+        assert keys.current() is None  # SSM throttles
+        assert keys._metrics is not None and keys._metrics.snapshot()[UNAVAILABLE] == 1
+    finally:
+        handler._drain_keys.cache_clear()
