@@ -179,6 +179,60 @@ def progress(
     draw(final=True)
 
 
+# `mailpixel stats` in a table: opens, then clicks, then the breakdowns, then one line per link.
+STATS_ORDER = (
+    "email_id",
+    "opens",
+    "human_opens",
+    "machine_opens",
+    "unique_openers",
+    "unique_human_openers",
+    "first_open_at",
+    "first_human_open_at",
+    "last_open_at",
+    "clicks",
+    "human_clicks",
+    "machine_clicks",
+    "unique_clickers",
+    "unique_human_clickers",
+    "click_to_open_rate",
+)
+
+
+def printable(text: str) -> str:
+    """Text for a terminal: a control character (an escape sequence in a URL or an ID) is
+    shown escaped, never sent to the terminal."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def rate_text(rate: float | None) -> str:
+    return "-" if rate is None else f"{rate} ({rate:.2%})"
+
+
+def stats_lines(result: dict[str, Any]) -> list[tuple[str, str]]:
+    """(name, value) lines of an email's stats: figures, breakdown maps (largest first), and a
+    `link` line per destination (human clicks, all clicks, URL), most human clicks first."""
+    names = [n for n in STATS_ORDER if n in result]
+    names += [n for n in result if n not in STATS_ORDER and n != "links"]
+    lines = []
+    for name in names:
+        value = result[name]
+        if name == "click_to_open_rate":
+            text = rate_text(value)
+        elif isinstance(value, dict):
+            text = ", ".join(f"{k} {v}" for k, v in sorted(value.items(), key=lambda kv: -kv[1])) or "-"
+        else:
+            text = "-" if value is None else str(value)
+        lines.append((name, printable(text)))
+    links = result.get("links") or []
+    if not links:
+        lines.append(("links", "-"))
+    for link in links:
+        counts = f"{link['human_clicks']} human / {link['clicks']} clicks"
+        lines.append(("link", f"{counts:<24}{printable(str(link['url']))}"))
+    return lines
+
+
 def cmd_stats(args: argparse.Namespace) -> int:
     from mailpixel.api.stats import email_stats
     from mailpixel.aws import dynamodb_client
@@ -188,11 +242,10 @@ def cmd_stats(args: argparse.Namespace) -> int:
     if args.format == "json":
         print(json.dumps(result, sort_keys=True))
         return 0
-    width = max(len(name) for name in result) + 2
-    for name, value in result.items():
-        if isinstance(value, dict):
-            value = ", ".join(f"{k} {v}" for k, v in sorted(value.items(), key=lambda kv: -kv[1])) or "-"
-        print(f"{name:<{width}}{'-' if value is None else value}")
+    lines = stats_lines(result)
+    width = max(len(name) for name, _ in lines) + 2
+    for name, text in lines:
+        print(f"{name:<{width}}{text}")
     return 0
 
 
@@ -345,7 +398,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_target(opens)
     opens.set_defaults(func=cmd_opens)
 
-    stats = commands.add_parser("stats", help="print an email's aggregates: opens, unique (human) openers")
+    stats = commands.add_parser(
+        "stats",
+        help="print an email's aggregates: opens, unique (human) openers, clicks, the click-to-open "
+        "rate, first human open, clicks per link",
+    )
     stats.add_argument("--email-id", required=True)
     stats.add_argument("--format", choices=("table", "json"), default="table")
     _add_target(stats)

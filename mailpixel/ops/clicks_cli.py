@@ -1,8 +1,9 @@
 """`mailpixel clicks`: the clicks of an email or a user, or an email's click summary.
 
 Reads the clicks table with a Query (by email: the table; by user: its `by_user` index), never a
-scan. The summary is computed from the email's clicks as read: kept aggregates for clicks (as the
-opens have) are not built yet.
+scan. The summary is counted from the clicks as read (pending ones included), and for an email
+adds its click-to-open rate from the kept aggregates (`api.stats.email_stats`: one GetItem and
+one Query), since the rate needs the unique human openers, which the clicks do not tell.
 """
 
 from __future__ import annotations
@@ -25,7 +26,11 @@ def add_parser(commands: Any, add_target: Any) -> None:
     who = parser.add_mutually_exclusive_group(required=True)
     who.add_argument("--email-id")
     who.add_argument("--user-id")
-    parser.add_argument("--summary", action="store_true", help="totals, human clickers, clicks per link")
+    parser.add_argument(
+        "--summary",
+        action="store_true",
+        help="totals, human clickers, clicks per link (and an email's click-to-open rate)",
+    )
     parser.add_argument("--format", choices=("table", "json", "csv"), default="table")
     parser.add_argument(
         "--clicks-table", help="default: MAILPIXEL_CLICKS_TABLE, the stage's, else the local one"
@@ -85,7 +90,7 @@ def summary(rows: Iterable[dict[str, Any]]) -> dict[str, Any]:
 
 def cmd_clicks(args: argparse.Namespace) -> int:
     from mailpixel.aws import dynamodb_client
-    from mailpixel.ops.cli import _settings, write_rows
+    from mailpixel.ops.cli import _settings, rate_text, write_rows
 
     settings = _settings(args)
     if args.clicks_table:
@@ -95,10 +100,17 @@ def cmd_clicks(args: argparse.Namespace) -> int:
     )
     if args.summary:
         result = summary(rows)
+        if args.email_id is not None:
+            from mailpixel.api.stats import email_stats
+
+            kept = email_stats(dynamodb_client(settings), settings.meta_table, args.email_id)
+            result["click_to_open_rate"] = kept["click_to_open_rate"]
         if args.format == "json":
             print(json.dumps(result, indent=2))
         else:
             for name, value in result.items():
+                if name == "click_to_open_rate":
+                    value = rate_text(value)
                 print(f"{name:>24}: {json.dumps(value) if isinstance(value, dict) else value}")
         return 0
     if args.format == "table":

@@ -12,7 +12,7 @@ For senders who render emails in code:
 The template is tokenized once (`EmailTemplate`): literal text and slots for the rewritten
 `href` values and the pixel. Rendering a recipient is joining strings and one HMAC per link
 (`signing.ClickSigner` hashes each link's common part once), so 10,000 recipients of a 50-link
-email take seconds (`bench/instrument.py`).
+email take seconds (`bench/clicks.py`).
 
 The tokenizer is the standard library's `html.parser`: it is maintained with CPython, has no
 dependency to ship, and, unlike html5lib or selectolax (which build a tree and serialize it

@@ -1,10 +1,12 @@
 """The dashboard in real headless Chromium (Debian's), against the app served over HTTP with
-DynamoDB Local behind it, as `make run` serves it. The numbers on the page must be the API's."""
+DynamoDB Local behind it, as `make run` serves it. The numbers on the page must be the API's:
+opens, and the click aggregates (seeded into the meta table as enrichment keeps them)."""
 
 from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,11 +14,13 @@ from typing import Any
 import pytest
 from playwright.sync_api import Page, sync_playwright
 
+from mailpixel.api import stats as stats_reader
 from mailpixel.api.app import create_api_app
 from mailpixel.ops.local.wsgi import combined_app
 from mailpixel.pixel.app import create_app
 from tests.conftest import ARTIFACTS, ROOT
 from tests.integration.test_aggregates import make_events, seed
+from tests.integration.test_api import seed_click_aggregates
 from tests.serving import serving
 
 CHROMIUM = "/usr/bin/chromium"
@@ -32,12 +36,42 @@ CHROMIUM_ARGS = [
 KEY = "dashboard-test-key-7f3a"
 DOCS_PICTURE = ROOT / "docs" / "dashboard.png"
 EMAILS = ["newsletter-november", "product-launch", "weekly-digest-48", "onboarding-day-3"]
+HOSTILE_URL = "https://shop.example/?q=<img src=x onerror=\"document.title='pwned'\">"
+# Each email's destinations and their (human, machine) clicks; the last email has none.
+LINKS = {
+    "newsletter-november": {
+        "https://shop.example/winter-sale?utm_source=newsletter": (9, 2),
+        "https://blog.example/2026/11/what-we-shipped": (4, 1),
+        HOSTILE_URL: (1, 0),
+        "https://shop.example/unsubscribe": (0, 3),
+    },
+    "product-launch": {"https://launch.example/": (6, 4), "https://launch.example/pricing": (3, 0)},
+    "weekly-digest-48": {"https://digest.example/48": (2, 1)},
+}
+
+
+def seed_clicks(ddb, settings) -> None:
+    """Click aggregates of the emails, today: a human clicker for every third human opener."""
+    today = time.strftime("%Y-%m-%d", time.gmtime())
+    for email_id, links in LINKS.items():
+        openers = stats_reader.email_stats(ddb, settings.meta_table, email_id)["unique_human_openers"]
+        human_clickers = max(1, openers // 3)
+        seed_click_aggregates(
+            ddb,
+            settings.meta_table,
+            email_id,
+            links,
+            clickers=human_clickers + 1,
+            human_clickers=human_clickers,
+            day=today,
+        )
 
 
 @pytest.fixture
 def server(settings, store, ddb) -> Iterator[str]:
     events = make_events(140, seed=21, users=40, days=14, names=EMAILS)
     seed(store, ddb, settings, events)
+    seed_clicks(ddb, settings)
     keyed = settings.with_overrides(api_keys=(KEY,))
     with serving(combined_app(create_app(keyed), create_api_app(keyed))) as base:
         yield base
@@ -84,6 +118,28 @@ def metric(page: Page, name: str) -> int:
     return int(page.get_attribute(f'[data-metric="{name}"]', "data-value") or "-1")
 
 
+def rate(page: Page) -> float | None:
+    """The click-to-open rate the page shows: its value, or None when it shows a dash."""
+    value = page.get_attribute('[data-metric="click_to_open_rate"]', "data-value")
+    text = page.inner_text('[data-metric="click_to_open_rate"]')
+    assert (value is None) == (text == "–"), (value, text)
+    return None if value is None else float(value)
+
+
+def when(iso: str | None) -> str:
+    """A time as the page writes it."""
+    return iso.replace("T", " ")[:19] if iso else "–"
+
+
+def link_rows(page: Page) -> list[tuple[str, int, int]]:
+    """(URL as shown, human clicks, clicks) of the links table."""
+    rows = page.locator("#links tbody tr[data-url]").evaluate_all(
+        """rows => rows.map(r => [r.querySelector('td.url').textContent,
+            r.querySelector('td.human-clicks').dataset.value, r.querySelector('td.clicks').dataset.value])"""
+    )
+    return [(str(url), int(human), int(clicks)) for url, human, clicks in rows]
+
+
 def wait_loaded(page: Page, after: str | None = None, title: str | None = None) -> str:
     """Wait for a load newer than `after` to finish; with `title`, for the one showing it (an
     earlier load, started by a resize, may finish in between)."""
@@ -125,6 +181,24 @@ def test_dashboard_logs_in_and_shows_the_apis_numbers(page: Page, server: str):
     assert page.locator("#recent tbody tr").count() == len(recent)
     assert page.locator("#timeline g[data-date]").count() == len(daily["days"]) == 30
     assert bars(page, "clients") == daily["totals"]["clients"]
+    # Clicks: the period's from the daily totals, unique clickers and the rate over the emails.
+    assert metric(page, "clicks") == daily["totals"]["clicks"] > 0
+    assert metric(page, "human_clicks") == daily["totals"]["human_clicks"] > 0
+    clickers = sum(e["unique_human_clickers"] for e in recent)
+    assert metric(page, "unique_human_clickers") == clickers > 0
+    assert rate(page) == pytest.approx(clickers / sum(e["unique_human_openers"] for e in recent), abs=5e-5)
+    assert page.inner_text('[data-metric="first_human_open"]') == when(
+        min(e["first_human_open_at"] for e in recent if e["first_human_open_at"])
+    )
+    shown_rows = page.locator("#recent tbody tr").evaluate_all(
+        """rows => rows.map(r => [r.dataset.emailId, r.querySelector('td.clicks').dataset.value,
+            r.querySelector('td.rate').dataset.value, r.querySelector('td.rate').textContent])"""
+    )
+    assert [(e, int(c), float(v) if v else None) for e, c, v, _ in shown_rows] == [
+        (e["email_id"], e["clicks"], e["click_to_open_rate"]) for e in recent
+    ]
+    assert all((v == "") == (text == "–") for _, _, v, text in shown_rows)
+    assert page.locator("#links-panel").is_hidden()
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "dashboard-all.png"), full_page=True)
     # The README's picture: the first screen of the overview (a resize redraws the charts).
@@ -144,6 +218,12 @@ def test_dashboard_logs_in_and_shows_the_apis_numbers(page: Page, server: str):
     stats = api(page, server, f"/api/emails/{chosen}/stats")
     for name in ("opens", "human_opens", "machine_opens", "unique_openers", "unique_human_openers"):
         assert metric(page, name) == stats[name], name
+    for name in ("clicks", "human_clicks", "unique_human_clickers"):
+        assert metric(page, name) == stats[name], name
+    assert rate(page) == stats["click_to_open_rate"]
+    assert page.inner_text('[data-metric="first_human_open"]') == when(stats["first_human_open_at"])
+    assert page.locator("#links-panel").is_visible()
+    assert link_rows(page) == [(k["url"], k["human_clicks"], k["clicks"]) for k in stats["links"]]
     assert bars(page, "clients") == stats["clients"]
     assert bars(page, "countries") == stats["countries"] or len(stats["countries"]) > 10
     assert bars(page, "reasons") == stats["machine_opens_by_reason"]
@@ -154,10 +234,29 @@ def test_dashboard_logs_in_and_shows_the_apis_numbers(page: Page, server: str):
 
     # The key is asked for once: a reload keeps it for this tab.
     page.reload()
-    wait_loaded(page)
+    loaded = wait_loaded(page)
     assert page.is_hidden("#login") and page.inner_text("#title") == chosen
 
     page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
+
+    # The email with the most links, its rate and every link row the API's, the hostile URL as text.
+    page.select_option("#email", "newsletter-november")
+    loaded = wait_loaded(page, loaded, title="newsletter-november")
+    stats = api(page, server, "/api/emails/newsletter-november/stats")
+    assert [k["url"] for k in stats["links"]] == sorted(
+        LINKS["newsletter-november"], key=lambda url: -LINKS["newsletter-november"][url][0]
+    )
+    assert link_rows(page) == [(k["url"], k["human_clicks"], k["clicks"]) for k in stats["links"]]
+    assert rate(page) == stats["click_to_open_rate"] is not None
+    assert page.locator("#links img").count() == 0 and page.title() != "pwned"
+
+    # An email with no clicks: zeros, and a rate of 0 when it has human openers (else a dash).
+    page.select_option("#email", "onboarding-day-3")
+    wait_loaded(page, loaded, title="onboarding-day-3")
+    quiet = api(page, server, "/api/emails/onboarding-day-3/stats")
+    assert metric(page, "clicks") == quiet["clicks"] == 0 and quiet["links"] == []
+    assert rate(page) == quiet["click_to_open_rate"] == (0 if quiet["unique_human_openers"] else None)
+    assert page.inner_text("#links tbody") == "No clicks yet"
 
 
 def test_hostile_ids_are_shown_as_text_never_run(page: Page, server: str, store, ddb, settings):
@@ -173,6 +272,9 @@ def test_hostile_ids_are_shown_as_text_never_run(page: Page, server: str, store,
         client={"name": "<script>alert(1)</script>"},
         geo={"country": "NL"},
     )
+    seed_click_aggregates(
+        ddb, settings.meta_table, "e-hostile", {hostile: (1, 0)}, clickers=1, human_clickers=1
+    )
     page.goto(server + "/dashboard#email=e-hostile")
     page.fill("#key", KEY)
     page.click("#login-form button")
@@ -180,6 +282,10 @@ def test_hostile_ids_are_shown_as_text_never_run(page: Page, server: str, store,
     assert page.title() != "pwned"
     assert page.locator("#latest tbody tr td:nth-child(3)").inner_text() == hostile
     assert page.locator("#latest img").count() == 0
+    assert link_rows(page) == [(hostile, 1, 1)]
+    assert page.locator("#links img").count() == 0
+    # The person who opened once (and no machine) is one human opener: 1 clicker / 1 opener.
+    assert rate(page) == 1.0 and page.inner_text('[data-metric="click_to_open_rate"]') == "100%"
 
 
 def test_an_id_with_a_slash_and_a_failing_panel_do_not_blank_the_page(
@@ -215,7 +321,26 @@ def test_an_id_with_a_slash_and_a_failing_panel_do_not_blank_the_page(
         ),
     )
     page.click("#refresh")
-    wait_loaded(page, loaded, title=slashed)
+    loaded = wait_loaded(page, loaded, title=slashed)
     assert metric(page, "opens") == 1
     assert page.get_attribute("body", "data-failures") == "1"
     assert "injected outage" in page.inner_text("#status")
+
+    # The stats fail instead: the figures and links say so, the chart and the opens are drawn.
+    page.unroute("**/opens?*")
+    page.route(
+        "**/stats",
+        lambda route: route.fulfill(
+            status=503,
+            content_type="application/json",
+            body=json.dumps({"error": "unavailable", "message": "stats outage"}),
+        ),
+    )
+    page.click("#refresh")
+    wait_loaded(page, loaded, title=slashed)
+    assert page.get_attribute("body", "data-failures") == "1"
+    assert "stats outage" in page.inner_text("#status")
+    assert page.inner_text("#links tbody") == "Could not load the links"
+    assert rate(page) is None and page.inner_text('[data-metric="first_human_open"]') == "–"
+    assert page.locator("#latest tbody tr").count() == 1
+    assert page.locator("#timeline g[data-date]").count() == 30

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from typing import Any
 from urllib.parse import quote
 
 import pytest
@@ -11,8 +12,10 @@ import pytest
 from mailpixel.api.app import create_api_app
 from mailpixel.aws import dynamodb_client
 from mailpixel.config import Settings
+from mailpixel.ddb.codec import plain_item, to_attr
 from mailpixel.ddb.store import EventStore
 from mailpixel.model.events import OpenEvent, iso_millis
+from mailpixel.model.keys import STATS_SK, all_pk, day_sk, email_pk, link_sk_of, meta_key
 from mailpixel.ops.local.tables import ensure_tables
 from tests.integration.test_aggregates import enrich_one, one_event
 
@@ -312,6 +315,141 @@ def test_stats_daily_and_recent_reflect_enriched_opens(api, store, ddb, settings
     assert [(r["email_id"], r["opens"]) for r in recent] == [("e1", 2)]
     user = get(api, "/api/users/u2/stats").get_json()
     assert (user["opens"], user["machine_opens"], user["first_open_at"]) == (1, 1, f"{today}T00:00:02.000Z")
+
+
+# --- click aggregates -----------------------------------------------------------------------
+
+
+def add_to_meta_item(ddb, table: str, pk: str, sk: str, counters: dict[str, int], **fields: Any) -> None:
+    """Add `counters` to a meta item (made if missing) and set `fields`: one GetItem, one PutItem."""
+    key = meta_key(pk, sk)
+    found = plain_item(ddb.get_item(TableName=table, Key=key, ConsistentRead=True).get("Item", {}))
+    item = {**found, **fields, "pk": pk, "sk": sk}
+    for name, count in counters.items():
+        item[name] = int(found.get(name, 0)) + count
+    ddb.put_item(TableName=table, Item={name: to_attr(value) for name, value in item.items()})
+
+
+def seed_click_aggregates(
+    ddb,
+    meta_table: str,
+    email_id: str,
+    links: dict[str, tuple[int, int]],
+    *,
+    clickers: int,
+    human_clickers: int,
+    day: str | None = None,
+) -> dict[str, int]:
+    """An email's click aggregates as enrichment keeps them, written straight into the meta table
+    (what is tested here is the read side). `links` maps each destination to its (human, machine)
+    clicks. The counters are added to the items the opens left: the email's stats item and, with
+    `day`, that day's item of the email and of all emails (shard 0). Returns the counters."""
+    human = sum(h for h, _ in links.values())
+    machine = sum(m for _, m in links.values())
+    counters = {"clicks": human + machine, "human_clicks": human, "machine_clicks": machine}
+    add_to_meta_item(
+        ddb,
+        meta_table,
+        email_pk(email_id),
+        STATS_SK,
+        counters,
+        email_id=email_id,
+        unique_clickers=clickers,
+        unique_human_clickers=human_clickers,
+    )
+    for url, (h, m) in links.items():
+        link = {
+            "pk": email_pk(email_id),
+            "sk": link_sk_of(url),
+            "url": url,
+            "email_id": email_id,
+            "clicks": h + m,
+            "human_clicks": h,
+            "machine_clicks": m,
+            "expires_at": 2_000_000_000,
+        }
+        ddb.put_item(TableName=meta_table, Item={name: to_attr(value) for name, value in link.items()})
+    if day is not None:
+        add_to_meta_item(
+            ddb, meta_table, email_pk(email_id), day_sk(day), counters, email_id=email_id, date=day
+        )
+        add_to_meta_item(ddb, meta_table, all_pk(0), day_sk(day), counters, date=day)
+    return counters
+
+
+def test_stats_show_clicks_unique_clickers_the_rate_and_links(api, store, ddb, settings):
+    from datetime import UTC, datetime
+
+    today = datetime.now(UTC).strftime("%Y-%m-%d")
+    # Apple's prefetch first (an opener, not a human one), then three people.
+    enrich_one(
+        store,
+        ddb,
+        settings,
+        one_event("mpp", f"{today}T00:00:01.000Z", user_id="u9"),
+        machine_open=True,
+        machine_reason="apple_mpp",
+    )
+    for n in range(3):
+        enrich_one(
+            store,
+            ddb,
+            settings,
+            one_event(f"h{n}", f"{today}T00:00:0{n + 2}.000Z", user_id=f"u{n}"),
+            machine_open=False,
+        )
+    links = {
+        "https://shop.example/b": (1, 0),
+        "https://shop.example/a?x=<b>1</b>&y=2": (3, 2),
+        "https://shop.example/c": (0, 4),
+    }
+    counters = seed_click_aggregates(
+        ddb, settings.meta_table, "e1", links, clickers=4, human_clickers=2, day=today
+    )
+    assert counters == {"clicks": 10, "human_clicks": 4, "machine_clicks": 6}
+
+    stats = get(api, "/api/emails/e1/stats").get_json()
+    assert {name: stats[name] for name in counters} == counters
+    assert (stats["unique_human_openers"], stats["unique_clickers"], stats["unique_human_clickers"]) == (
+        3,
+        4,
+        2,
+    )
+    assert stats["click_to_open_rate"] == round(2 / 3, 4) == 0.6667
+    assert stats["first_open_at"] == f"{today}T00:00:01.000Z"
+    assert stats["first_human_open_at"] == f"{today}T00:00:02.000Z"
+    # Most human clicks first; the URL comes back exactly as stored.
+    assert stats["links"] == [
+        {"url": "https://shop.example/a?x=<b>1</b>&y=2", "clicks": 5, "human_clicks": 3, "machine_clicks": 2},
+        {"url": "https://shop.example/b", "clicks": 1, "human_clicks": 1, "machine_clicks": 0},
+        {"url": "https://shop.example/c", "clicks": 4, "human_clicks": 0, "machine_clicks": 4},
+    ]
+
+    (row,) = get(api, "/api/emails").get_json()["emails"]
+    assert row["click_to_open_rate"] == 0.6667 and row["clicks"] == 10 and "links" not in row
+    daily = get(api, "/api/emails/e1/daily", since=today, until=today).get_json()
+    assert (
+        {name: daily["days"][0][name] for name in counters}
+        == counters
+        == {name: daily["totals"][name] for name in counters}
+    )
+    everything = get(api, "/api/daily").get_json()
+    assert {name: everything["totals"][name] for name in counters} == counters
+
+
+def test_an_email_with_no_human_opener_has_no_rate_and_no_links(api, store, ddb, settings):
+    enrich_one(store, ddb, settings, one_event("m", "2026-11-24T10:00:00.000Z"), machine_open=True)
+    stats = get(api, "/api/emails/e1/stats").get_json()
+    assert stats["click_to_open_rate"] is None and stats["first_human_open_at"] is None
+    assert (stats["clicks"], stats["unique_human_clickers"], stats["links"]) == (0, 0, [])
+    seed_click_aggregates(
+        ddb, settings.meta_table, "e1", {"https://a.example/": (2, 0)}, clickers=1, human_clickers=1
+    )
+    stats = get(api, "/api/emails/e1/stats").get_json()
+    # People clicked in a client that showed no images: clicks, but still no rate.
+    assert stats["human_clicks"] == 2 and stats["click_to_open_rate"] is None
+    nothing = get(api, "/api/emails/never-sent/stats").get_json()
+    assert nothing["links"] == [] and nothing["click_to_open_rate"] is None and nothing["clicks"] == 0
 
 
 # --- the OpenAPI file -----------------------------------------------------------------------

@@ -124,3 +124,63 @@ def test_unreachable_store_is_a_clear_error(capsys):
     code = main(["opens", "--email-id", "e1", "--endpoint-url", f"http://127.0.0.1:{free_port()}"])
     assert code == 1
     assert "cannot reach DynamoDB" in capsys.readouterr().err
+
+
+# --- mailpixel stats ------------------------------------------------------------------------
+
+
+def test_stats_shows_clicks_the_rate_first_human_open_and_links(store, ddb, settings, capsys):
+    from tests.conftest import target_args
+    from tests.integration.test_aggregates import enrich_one, one_event
+    from tests.integration.test_api import seed_click_aggregates
+
+    enrich_one(
+        store, ddb, settings, one_event("m", "2026-11-24T09:00:00.000Z", user_id="u9"), machine_open=True
+    )
+    for n in range(4):
+        enrich_one(
+            store,
+            ddb,
+            settings,
+            one_event(f"h{n}", f"2026-11-24T10:0{n}:00.000Z", user_id=f"u{n}"),
+            machine_open=False,
+        )
+    hostile = "https://evil.example/\x1b[2J\x07"  # a terminal escape in a signed URL
+    links = {"https://shop.example/a": (1, 2), "https://shop.example/b": (3, 0), hostile: (0, 1)}
+    seed_click_aggregates(ddb, settings.meta_table, "e1", links, clickers=4, human_clickers=3)
+
+    assert main(["stats", "--email-id", "e1", "--format", "json", *target_args(settings)]) == 0
+    figures = json.loads(capsys.readouterr().out)
+    assert main(["stats", "--email-id", "e1", *target_args(settings)]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\x07" not in out
+    lines = [line.split(None, 1) for line in out.splitlines()]
+    table = {name: value for name, value in lines if name != "link"}
+    assert table["clicks"] == "7" == str(figures["clicks"])
+    assert table["human_clicks"] == "4" == str(figures["human_clicks"])
+    assert table["unique_human_clickers"] == "3" == str(figures["unique_human_clickers"])
+    assert figures["click_to_open_rate"] == 0.75 and table["click_to_open_rate"] == "0.75 (75.00%)"
+    assert table["first_human_open_at"] == "2026-11-24T10:00:00.000Z" == figures["first_human_open_at"]
+    assert table["first_open_at"] == "2026-11-24T09:00:00.000Z"
+    # One line per destination, most human clicks first, as the API orders them.
+    shown = [value.split() for name, value in lines if name == "link"]
+    assert [(row[0], row[3], row[5]) for row in shown] == [
+        ("3", "3", "https://shop.example/b"),
+        ("1", "3", "https://shop.example/a"),
+        ("0", "1", "https://evil.example/\\x1b[2J\\x07"),
+    ]
+    assert [link["url"] for link in figures["links"]] == [
+        "https://shop.example/b",
+        "https://shop.example/a",
+        hostile,
+    ]
+
+
+def test_stats_of_an_email_with_nothing_counted(table, capsys, settings):
+    from tests.conftest import target_args
+
+    assert main(["stats", "--email-id", "nothing", *target_args(settings)]) == 0
+    table_out = dict(line.split(None, 1) for line in capsys.readouterr().out.splitlines())
+    assert table_out["opens"] == "0" and table_out["clicks"] == "0"
+    assert table_out["click_to_open_rate"] == "-" and table_out["first_human_open_at"] == "-"
+    assert table_out["links"] == "-"

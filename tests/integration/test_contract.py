@@ -1,7 +1,9 @@
 """Issue 11, item 8: the API keeps its own contract. Real responses of the real apps, over
-DynamoDB Local, with real enrichment output (an unknown device, a reserved address: nulls),
-are validated against the schemas in openapi.yaml; every 405 carries `Allow`, and under /api
-it is the JSON error the document promises."""
+DynamoDB Local, with real enrichment output (an unknown device, a reserved address: nulls; an
+open of a URL with `t`: its seconds since issue), are validated against the schemas in
+openapi.yaml, and every field of a stats answer (click aggregates and links included) is one the
+document names; every 405 carries `Allow`, and under /api it is the JSON error the document
+promises."""
 
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from mailpixel.enrich.handler import build_handler
 from mailpixel.model.events import RequestFacts, build_open_event
 from mailpixel.pixel.app import create_app
 from tests.conftest import ROOT
+from tests.integration.test_api import seed_click_aggregates
 from tests.integration.test_enrich_stream import stream_batch
 
 KEY = "contract-key-0123456789"
@@ -51,12 +54,32 @@ def error_schema_check(body: Any) -> None:
     Draft202012Validator({"$ref": f"{URI}#/components/schemas/Error"}, registry=REGISTRY).validate(body)
 
 
+def documented_names(node: dict[str, Any]) -> set[str]:
+    """Every property name a schema documents, through `$ref` and `allOf`."""
+    node = deref(node)
+    names = set(node.get("properties", {}))
+    for part in node.get("allOf", []):
+        names |= documented_names(part)
+    return names
+
+
+def undocumented(body: dict[str, Any], schema: str) -> set[str]:
+    """The fields of an answer that `#/components/schemas/<schema>` does not name (a schema
+    that is not closed validates any extra field: this catches a field the document misses)."""
+    return set(body) - documented_names(DOCUMENT["components"]["schemas"][schema])
+
+
 USER_AGENTS = {
     "u-odd": "SomethingNobodyKnows/0.1",  # client name Other, version/os/device null
     "u-mail": "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 "
     "(KHTML, like Gecko) Mobile/15E148",
+    "u-signed": "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/131.0.0.0 Safari/537.36",
 }
-ADDRESSES = {"u-odd": "10.1.2.3", "u-mail": "192.168.7.7"}  # reserved: every geo field null
+# Reserved: every geo field null.
+ADDRESSES = {"u-odd": "10.1.2.3", "u-mail": "192.168.7.7", "u-signed": "10.9.8.7"}
+ISSUED_AGO = 90  # u-signed opened a URL whose `t` was this many seconds before the open
+LINKS = {"https://shop.example/sale?utm_source=mail#top": (2, 1), "https://shop.example/": (1, 3)}
 
 
 @pytest.fixture
@@ -71,11 +94,16 @@ def api(settings, store, ddb):
                 facts=facts,
                 retention_seconds=settings.retention_seconds,
                 stored_ip=ADDRESSES[user],
-                signed=False,
+                signed=user == "u-signed",
+                issued_t=(now + n) // 1000 - ISSUED_AGO if user == "u-signed" else None,
             )
         )
     handler = build_handler(settings, ddb=ddb, provider=None)
     assert handler({"Records": stream_batch(settings, ddb)}, None) == {"batchItemFailures": []}
+    today = time.strftime("%Y-%m-%d", time.gmtime(now / 1000))
+    seed_click_aggregates(
+        ddb, settings.meta_table, "news/2026-11", LINKS, clickers=3, human_clickers=2, day=today
+    )
     return create_api_app(settings.with_overrides(api_keys=(KEY,))).test_client()
 
 
@@ -106,6 +134,50 @@ def test_open_records_with_nulls_are_valid_and_have_them(api):
     check("/api/emails/{email_id}/opens", "get", 200, body)
     odd = next(item for item in body["items"] if item["user_id"] == "u-odd")
     assert odd["client"]["version"] is None and odd["geo"]["country"] is None  # the nulls are real
+
+
+def test_an_open_of_a_url_with_t_has_issued_t_and_seconds_since_issue(api):
+    body = api.get("/api/emails/news%2F2026-11/opens", headers=AUTH).get_json()
+    check("/api/emails/{email_id}/opens", "get", 200, body)
+    signed = next(item for item in body["items"] if item["user_id"] == "u-signed")
+    assert isinstance(signed["issued_t"], int) and signed["signed"] is True
+    assert ISSUED_AGO <= signed["evidence"]["seconds_since_issue"] <= ISSUED_AGO + 1
+    others = [item for item in body["items"] if item["user_id"] != "u-signed"]
+    assert others and all("seconds_since_issue" not in item["evidence"] for item in others)
+
+
+def test_stats_with_click_aggregates_and_links_are_documented_field_by_field(api):
+    stats = api.get("/api/emails/news%2F2026-11/stats", headers=AUTH).get_json()
+    check("/api/emails/{email_id}/stats", "get", 200, stats)
+    # The answer really has what is being checked: clicks, a rate, a first human open, links.
+    assert (stats["clicks"], stats["human_clicks"], stats["machine_clicks"]) == (7, 3, 4)
+    assert (stats["unique_clickers"], stats["unique_human_clickers"]) == (3, 2)
+    assert stats["unique_human_openers"] == 3 and stats["click_to_open_rate"] == round(2 / 3, 4)
+    assert stats["first_human_open_at"] is not None
+    assert [link["url"] for link in stats["links"]] == list(LINKS)
+    assert undocumented(stats, "EmailStats") == set()
+    for link in stats["links"]:
+        assert undocumented(link, "Link") == set()
+
+    (row,) = api.get("/api/emails", headers=AUTH).get_json()["emails"]
+    check("/api/emails", "get", 200, {"emails": [row]})
+    assert "links" not in row and row["click_to_open_rate"] == stats["click_to_open_rate"]
+    assert undocumented(row, "EmailStats") == set()
+
+    daily = api.get("/api/emails/news%2F2026-11/daily", headers=AUTH).get_json()
+    check("/api/emails/{email_id}/daily", "get", 200, daily)
+    assert daily["totals"]["clicks"] == 7
+    assert undocumented(daily["totals"], "Counts") == set()
+    assert all(undocumented(day, "Counts") == {"date"} for day in daily["days"])
+
+
+def test_no_human_opener_is_a_null_rate_the_document_allows(api, ddb, settings):
+    seed_click_aggregates(
+        ddb, settings.meta_table, "no-opens", {"https://a.example/": (1, 0)}, clickers=1, human_clickers=1
+    )
+    stats = api.get("/api/emails/no-opens/stats", headers=AUTH).get_json()
+    assert stats["click_to_open_rate"] is None and stats["first_human_open_at"] is None
+    check("/api/emails/{email_id}/stats", "get", 200, stats)
 
 
 def test_bad_input_answers_match_the_error_schema(api):

@@ -29,6 +29,9 @@
 
   const number = new Intl.NumberFormat("en");
   const fmt = (n) => number.format(n || 0);
+  const percent = new Intl.NumberFormat("en", { style: "percent", maximumFractionDigits: 1 });
+  // A click-to-open rate: null (no human opener yet) is shown as a dash, never as 0 %.
+  const pct = (rate) => (typeof rate === "number" ? percent.format(rate) : "–");
   const when = (iso) => (iso ? iso.replace("T", " ").replace(/\.\d+Z$/, "").replace(/Z$/, "") : "–");
   let regionNames = null;
   try { regionNames = new Intl.DisplayNames(["en"], { type: "region" }); } catch (_) { regionNames = null; }
@@ -94,6 +97,19 @@
     const node = document.querySelector(`[data-metric="${name}"]`);
     node.textContent = typeof value === "number" ? fmt(value) : value;
     if (typeof value === "number") node.dataset.value = String(value);
+  }
+
+  function setRate(name, rate) {
+    const node = document.querySelector(`[data-metric="${name}"]`);
+    node.textContent = pct(rate);
+    if (typeof rate === "number") node.dataset.value = String(rate);
+    else delete node.dataset.value;
+  }
+
+  // Unique human clickers over unique human openers, as the API computes it (rounded to 4
+  // places); null without a human opener.
+  function rateOf(clickers, openers) {
+    return openers ? Math.round((10000 * clickers) / openers) / 10000 : null;
   }
 
   function niceMax(value) {
@@ -204,18 +220,39 @@
     }
   }
 
+  // Clicks per destination of one email. URLs are the sender's text: set as text, never as
+  // HTML and never as a link (a stored URL is not proof it is a safe one).
+  function drawLinks(links) {
+    const body = $("#links tbody");
+    body.replaceChildren();
+    if (!links || !links.length) {
+      const text = links ? "No clicks yet" : "Could not load the links";
+      body.append(el("tr", {}, el("td", { class: "empty", colspan: "3", text })));
+      return;
+    }
+    for (const link of links) {
+      body.append(el("tr", { "data-url": link.url },
+        el("td", { class: "url", text: link.url, title: link.url }),
+        el("td", { class: "num human-clicks", "data-value": String(link.human_clicks), text: fmt(link.human_clicks) }),
+        el("td", { class: "num clicks", "data-value": String(link.clicks), text: fmt(link.clicks) })));
+    }
+  }
+
   function drawRecent(emails) {
     const body = $("#recent tbody");
     body.replaceChildren();
     if (!emails.length) {
-      body.append(el("tr", {}, el("td", { class: "empty", colspan: "5", text: "No opens in this period" })));
+      body.append(el("tr", {}, el("td", { class: "empty", colspan: "7", text: "No opens in this period" })));
     }
     for (const email of emails) {
+      const rate = email.click_to_open_rate;
       const row = el("tr", { "data-email-id": email.email_id },
         el("td", { class: "id", text: email.email_id, title: email.email_id }),
         el("td", { class: "num", text: fmt(email.opens) }),
         el("td", { class: "num", text: fmt(email.human_opens) }),
         el("td", { class: "num", text: fmt(email.unique_human_openers) }),
+        el("td", { class: "num clicks", "data-value": String(email.clicks || 0), text: fmt(email.clicks) }),
+        el("td", { class: "num rate", "data-value": typeof rate === "number" ? String(rate) : "", text: pct(rate) }),
         el("td", { text: when(email.last_open_at) }));
       row.addEventListener("click", () => { choose(email.email_id); });
       body.append(row);
@@ -250,10 +287,12 @@
   }
 
   function showFigures(figures) {
-    for (const name of ["opens", "human_opens", "machine_opens", "unique_openers", "unique_human_openers"]) {
-      setMetric(name, figures[name] || 0);
-    }
+    const counts = ["opens", "human_opens", "machine_opens", "unique_openers", "unique_human_openers",
+      "clicks", "human_clicks", "unique_human_clickers"];
+    for (const name of counts) setMetric(name, figures[name] || 0);
     setMetric("span", figures.first_open_at ? `${when(figures.first_open_at)} → ${when(figures.last_open_at)}` : "–");
+    setMetric("first_human_open", when(figures.first_human_open_at));
+    setRate("click_to_open_rate", figures.click_to_open_rate);
     drawBars("clients", figures.clients);
     drawBars("countries", figures.countries, countryName);
     drawBars("reasons", figures.machine_opens_by_reason, (r) => reasonNames[r] || r, "machine");
@@ -273,6 +312,7 @@
       showMain();
       fillPicker(recent.emails, emailId);
       $("#recent-panel").hidden = Boolean(emailId);
+      $("#links-panel").hidden = !emailId;
       if (emailId) {
         const [stats, daily, opens] = await settled([
           api(emailPath(emailId, "stats")),
@@ -283,6 +323,7 @@
         $("#title").textContent = emailId;
         $("#subtitle").textContent = "Figures for the whole life of this email; the chart covers the chosen period.";
         showFigures(stats || {});
+        drawLinks(stats ? stats.links || [] : null);
         drawTimeline(daily ? daily.days : []);
         drawLatest(opens ? opens.items : []);
       } else {
@@ -292,13 +333,15 @@
         ], failures);
         if (ticket !== state.loading) return;
         const sum = (field) => recent.emails.reduce((total, e) => total + (e[field] || 0), 0);
-        const first = recent.emails.map((e) => e.first_open_at).filter(Boolean).sort()[0];
+        const earliest = (field) => recent.emails.map((e) => e[field]).filter(Boolean).sort()[0];
         const last = recent.emails.map((e) => e.last_open_at).filter(Boolean).sort().pop();
         $("#title").textContent = "All recent emails";
         $("#subtitle").textContent = `${fmt(recent.emails.length)} emails opened between ${range.since} and ${range.until}; ` +
-          "unique openers are summed over emails.";
+          "opens and clicks are the period's; unique openers and clickers are summed over emails.";
         showFigures({ ...(daily ? daily.totals : {}), unique_openers: sum("unique_openers"),
-          unique_human_openers: sum("unique_human_openers"), first_open_at: first, last_open_at: last });
+          unique_human_openers: sum("unique_human_openers"), unique_human_clickers: sum("unique_human_clickers"),
+          click_to_open_rate: rateOf(sum("unique_human_clickers"), sum("unique_human_openers")),
+          first_open_at: earliest("first_open_at"), first_human_open_at: earliest("first_human_open_at"), last_open_at: last });
         drawTimeline(daily ? daily.days : []);
         drawRecent(recent.emails);
         drawLatest(latest || []);
