@@ -13,8 +13,12 @@ from typing import Literal, TypeVar, get_args
 
 IpStorage = Literal["full", "truncated", "none"]
 GeoProviderChoice = Literal["auto", "ipinfo", "mmdb", "none"]
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+Switch = Literal["on", "off"]
 IP_STORAGE_MODES: tuple[str, ...] = get_args(IpStorage)
 GEO_PROVIDERS: tuple[str, ...] = get_args(GeoProviderChoice)
+LOG_LEVELS: tuple[str, ...] = get_args(LogLevel)
+SWITCH: tuple[str, ...] = get_args(Switch)
 Choice = TypeVar("Choice", bound=str)
 Number = TypeVar("Number", int, float)
 
@@ -57,8 +61,14 @@ def _optional(env: Mapping[str, str], name: str) -> str | None:
     return env.get(name, "").strip() or None
 
 
-def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...], default: Choice) -> Choice:
-    value = env.get(name, "").strip().lower() or default
+def _choice(
+    env: Mapping[str, str],
+    name: str,
+    choices: tuple[str, ...],
+    default: Choice,
+    case: Callable[[str], str] = str.lower,
+) -> Choice:
+    value = case(env.get(name, "").strip()) or default
     if value not in choices:
         raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
     return value  # type: ignore[return-value]  # checked against the Literal's values just above
@@ -78,7 +88,7 @@ class Settings:
     port: int = 5000
     dynamodb_port: int = 8000
     data_dir: str = ".data"
-    log_level: str = "INFO"
+    log_level: LogLevel = "INFO"
     # Signing: the first secret signs, every one verifies (rotation).
     signing_secrets: tuple[str, ...] = field(default=(), repr=False)
     # In AWS: the SSM SecureString parameter holding the secrets, read once at cold start.
@@ -96,8 +106,8 @@ class Settings:
     # auto (a .mmdb when GEOIP_DB_PATH is set, else ipinfo), ipinfo, mmdb or none.
     geo_provider: GeoProviderChoice = "auto"
     # How long after an open enrichment keeps retrying a failing geolocation before it writes
-    # the event without a location (geo.source = "unavailable"). MAILPIXEL_GEO_MAX_WAIT.
-    geo_give_up_seconds: float = 20.0
+    # the event without a location (geo.source = "unavailable").
+    geo_max_wait_seconds: float = 20.0
     # Query API keys.
     api_keys: tuple[str, ...] = field(default=(), repr=False)
     # In AWS: the SSM SecureString parameter holding the API keys, read on the first /api request.
@@ -115,7 +125,7 @@ class Settings:
     # The queue enrichment puts webhook events on (in AWS); unset: delivered directly (local).
     webhook_queue_url: str | None = None
     # In AWS, webhooks are sent only when deployed with `--param="webhooks=on"`.
-    webhooks: Literal["on", "off"] = "off"
+    webhooks: Switch = "off"
 
     @property
     def is_local(self) -> bool:
@@ -159,7 +169,7 @@ class Settings:
             port=_int(env, "PORT", d.port, minimum=1),
             dynamodb_port=dynamodb_port,
             data_dir=_optional(env, "MAILPIXEL_DATA_DIR") or d.data_dir,
-            log_level=(_optional(env, "MAILPIXEL_LOG_LEVEL") or d.log_level).upper(),
+            log_level=_choice(env, "MAILPIXEL_LOG_LEVEL", LOG_LEVELS, d.log_level, case=str.upper),
             signing_secrets=_list(env, "MAILPIXEL_SIGNING_SECRETS"),
             signing_secrets_parameter=_optional(env, "MAILPIXEL_SIGNING_SECRETS_PARAMETER"),
             signature_max_age_days=_int(env, "MAILPIXEL_SIGNATURE_MAX_AGE_DAYS", d.signature_max_age_days),
@@ -170,7 +180,7 @@ class Settings:
             geoip_db_path=_optional(env, "GEOIP_DB_PATH"),
             geo_timeout_seconds=_float(env, "MAILPIXEL_GEO_TIMEOUT", d.geo_timeout_seconds),
             geo_provider=_choice(env, "MAILPIXEL_GEO_PROVIDER", GEO_PROVIDERS, d.geo_provider),
-            geo_give_up_seconds=_float(env, "MAILPIXEL_GEO_MAX_WAIT", d.geo_give_up_seconds),
+            geo_max_wait_seconds=_float(env, "MAILPIXEL_GEO_MAX_WAIT", d.geo_max_wait_seconds),
             api_keys=_list(env, "MAILPIXEL_API_KEYS"),
             api_keys_parameter=_optional(env, "MAILPIXEL_API_KEYS_PARAMETER"),
             write_budget_seconds=_float(env, "MAILPIXEL_WRITE_BUDGET", d.write_budget_seconds),
@@ -181,5 +191,5 @@ class Settings:
             webhook_secret=_optional(env, "MAILPIXEL_WEBHOOK_SECRET"),
             webhook_parameter=_optional(env, "MAILPIXEL_WEBHOOK_PARAMETER"),
             webhook_queue_url=_optional(env, "MAILPIXEL_WEBHOOK_QUEUE_URL"),
-            webhooks=_choice(env, "MAILPIXEL_WEBHOOKS", ("on", "off"), d.webhooks),
+            webhooks=_choice(env, "MAILPIXEL_WEBHOOKS", SWITCH, d.webhooks),
         )

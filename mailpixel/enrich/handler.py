@@ -37,6 +37,7 @@ from mailpixel.enrich.geo.proxied import proxy_geo
 from mailpixel.enrich.writer import EnrichmentWriter
 from mailpixel.logs import Metrics, get_logger
 from mailpixel.model.events import id_fits, iso_millis
+from mailpixel.model.keys import UNENRICHED
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -263,7 +264,7 @@ class StreamHandler:
 
         Lambda retries a failing stream batch quickly and then sends it to the failure queue;
         better an event with its client and verdict and no location than none of them."""
-        if item.opened_epoch is None or self.clock() - item.opened_epoch < self.settings.geo_give_up_seconds:
+        if item.opened_epoch is None or self.clock() - item.opened_epoch < self.settings.geo_max_wait_seconds:
             return False
         self.metrics.count("geo_gave_up", email_id=item.event.get("email_id"))
         return True
@@ -293,7 +294,8 @@ class StreamHandler:
             kind.table(self.settings),
             kind.key(item),
             sets={"enriched_at": {"S": iso_millis(int(self.clock() * 1000))}, "enrich_skipped": {"S": why}},
-            removes=("pending_ip",),
+            # Out of the `unenriched` index too: `reenrich` would only set it aside again.
+            removes=("pending_ip", UNENRICHED),
             condition=kind.condition,
         )
         try:

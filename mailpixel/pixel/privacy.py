@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from mailpixel.model.ip import network_of
 
+if TYPE_CHECKING:
+    from mailpixel.config import IpStorage
 
-def stored_ip(ip: str, mode: str) -> str | None:
+
+def stored_ip(ip: str, mode: IpStorage) -> str | None:
     """`full` keeps the address, `truncated` keeps its IPv4 /24 or IPv6 /48 network, `none` nothing.
 
     An address that does not parse is kept only in `full` mode (it is what API Gateway sent).

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -54,9 +55,13 @@ def loaded_by_cold_start(function: str, tmp_path: Path) -> set[str]:
     return set(json.loads(result.stdout.strip().splitlines()[-1]))
 
 
-@pytest.mark.parametrize("function", FUNCTIONS)
-def test_a_cold_start_loads_only_its_own_function(function, tmp_path):
-    modules = loaded_by_cold_start(function, tmp_path)
+# Each entry in handler.py that serverless.yml deploys, and the package it belongs to.
+ENTRIES = {name: name for name in FUNCTIONS} | {"enrich_clicks": "enrich"}
+
+
+@pytest.mark.parametrize(("entry", "function"), ENTRIES.items())
+def test_a_cold_start_loads_only_its_own_function(entry, function, tmp_path):
+    modules = loaded_by_cold_start(entry, tmp_path)
     parts = {part_of(m) for m in modules if m.startswith("mailpixel.")}
     assert function in parts
     assert not parts & (set(FUNCTIONS) - {function}), sorted(str(p) for p in parts)
@@ -67,3 +72,8 @@ def test_a_cold_start_loads_only_its_own_function(function, tmp_path):
         # Enrichment's heavy dependencies stay off the pixel's path.
         assert not {m.split(".")[0] for m in modules} & {"ua_parser", "maxminddb", "requests"}
         assert (tmp_path / "fallback" / "pending.jsonl").read_text().count("\n") == 1
+
+
+def test_every_deployed_entry_is_checked():
+    deployed = set(re.findall(r"^\s+handler: handler\.(\w+)$", (ROOT / "serverless.yml").read_text(), re.M))
+    assert deployed == set(ENTRIES)

@@ -203,7 +203,7 @@ def test_geolocation_down_past_the_max_wait_enriches_without_location(settings, 
     put_open(store, settings, 1)
     records = stream_batch(settings, ddb)
     assert handler({"Records": records}, None)["batchItemFailures"]  # young record: retried later
-    handler.clock = lambda: time.time() + settings.geo_give_up_seconds + 1
+    handler.clock = lambda: time.time() + settings.geo_max_wait_seconds + 1
     handler.geolocator.backoff_until = 0
     assert handler({"Records": records}, None) == {"batchItemFailures": []}
     item = events_by_user(ddb, settings.table)["u1"]

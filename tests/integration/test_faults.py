@@ -215,7 +215,7 @@ def enrich_handler(settings: Settings, geo_url: str) -> StreamHandler:
         backoff_base_seconds=0.05,
         backoff_max_seconds=0.3,
     )
-    patient = settings.with_overrides(geo_give_up_seconds=300.0)
+    patient = settings.with_overrides(geo_max_wait_seconds=300.0)
     return StreamHandler(patient, writer=EnrichmentWriter(ddb, settings), geolocator=geolocator)
 
 

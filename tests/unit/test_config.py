@@ -56,6 +56,8 @@ def test_secrets_are_not_in_repr():
         ({"MAILPIXEL_RETENTION_DAYS": "0"}, "at least 1"),
         ({"PORT": "-1"}, "PORT must be at least 1"),
         ({"MAILPIXEL_IP_STORAGE": "half"}, "MAILPIXEL_IP_STORAGE must be one of full, truncated, none"),
+        ({"MAILPIXEL_LOG_LEVEL": "verbose"}, "MAILPIXEL_LOG_LEVEL must be one of DEBUG, INFO, WARNING"),
+        ({"MAILPIXEL_WEBHOOKS": "yes"}, "MAILPIXEL_WEBHOOKS must be one of on, off"),
     ],
 )
 def test_bad_values_name_the_variable(env, message):
@@ -74,3 +76,8 @@ def test_cli_defaults_to_the_local_stack():
 def test_cli_goes_to_aws_when_a_table_is_named_without_an_endpoint():
     s = Settings.from_env({"MAILPIXEL_TABLE": "mailpixel-prod-events"}, local_default=True)
     assert s.endpoint_url is None and s.table == "mailpixel-prod-events"
+
+
+def test_log_level_is_one_logging_knows_in_any_case():
+    assert Settings.from_env({"MAILPIXEL_LOG_LEVEL": "warning"}).log_level == "WARNING"
+    assert Settings.from_env({}).log_level == "INFO"

@@ -10,6 +10,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from mailpixel.config import IpStorage, Settings
 from mailpixel.ddb.batch import batch_get, batch_write
 from mailpixel.ddb.codec import plain, to_attr
 from mailpixel.model.ip import network_of
@@ -60,7 +61,7 @@ class DynamoCache:
         client: DynamoDBClient,
         table: str,
         clock: Callable[[], float] = time.time,
-        ip_storage: str = "full",
+        ip_storage: IpStorage = Settings.ip_storage,
     ) -> None:
         self.client = client
         self.table = table

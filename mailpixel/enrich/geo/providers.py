@@ -8,6 +8,8 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
+from mailpixel.config import Settings
+
 if TYPE_CHECKING:
     import requests
 
@@ -64,7 +66,7 @@ class IpinfoProvider:
         base_url: str,
         token: str | None = None,
         *,
-        timeout: float = 2.0,
+        timeout: float = Settings.geo_timeout_seconds,
         session: requests.Session | None = None,
         max_batch: int = 1000,
     ) -> None:
