@@ -76,6 +76,13 @@ def sign(params: Params, secret: str) -> str:
     return base64.urlsafe_b64encode(digest).decode("ascii").rstrip("=")[:SIG_LENGTH]
 
 
+def require_id_fits(name: str, value: str) -> None:
+    """Refuse an ID the pixel or the click route would cut: a cut value no longer matches its
+    signature, and the event would be stored under another ID."""
+    if not id_fits(value):
+        raise ValueError(f"{name} is longer than {MAX_ID_LENGTH} characters or {MAX_ID_BYTES} bytes of UTF-8")
+
+
 def make_url(
     base_url: str,
     email_id: str,
@@ -91,11 +98,7 @@ def make_url(
     issue time in epoch seconds, is included only when given.
     """
     for name, value in (("email_id", email_id), ("user_id", user_id)):
-        if not id_fits(value):
-            # The pixel would cut it, and a cut value no longer matches its signature.
-            raise ValueError(
-                f"{name} is longer than {MAX_ID_LENGTH} characters or {MAX_ID_BYTES} bytes of UTF-8"
-            )
+        require_id_fits(name, value)
     params: dict[str, str] = {"email_id": email_id, "user_id": user_id}
     if t is not None:
         params[TIME_PARAM] = str(int(t))
@@ -188,9 +191,14 @@ class ClickSigner:
     `t` is the issue time (epoch seconds) put in every URL, or None. `scoped` asks for
     email-scoped signatures: they cover the email and the link, and the user id is appended
     outside them (for ESP merge tags).
+
+    IDs the click route would cut (`mailpixel.model.events.id_fits`) raise ValueError, as in
+    `make_url`: the email id here, the user id in `url` (not the merge tag of email-scoped
+    URLs, which is no ID until the ESP fills it in).
     """
 
     def __init__(self, base_url: str, email_id: str, secret: str | None, t: int | None, scoped: bool) -> None:
+        require_id_fits("email_id", email_id)
         self.endpoint = click_endpoint(base_url)
         self.secret = secret
         self.email_scoped = scoped
@@ -224,6 +232,7 @@ class ClickSigner:
             if state is not None:
                 query += f"&{SIG_PARAM}={_sig_of(state.copy())}"
             return f"{self.endpoint}?{query}&{USER_PARAM}={user_id}"
+        require_id_fits("user_id", user_id)
         user = f"&{USER_PARAM}={_encode(user_id)}"
         if state is None:
             return f"{self.endpoint}?{query}{user}"
@@ -244,7 +253,9 @@ def make_click_url(
     secret: str | None,
     t: int | None = None,
 ) -> str:
-    """One signed click URL: a click on it is recorded and redirected (302) to `destination`."""
+    """One signed click URL: a click on it is recorded and redirected (302) to `destination`.
+
+    Raises ValueError for an email or user id the click route would cut, as `make_url` does."""
     return ClickSigner(base_url, email_id, secret, t, scoped=False).url(destination, user_id)
 
 

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from mailpixel.config import Settings
 from mailpixel.ddb.batch import batch_get
 from mailpixel.ddb.update import update
+from mailpixel.files import open_private
 from mailpixel.logs import get_logger
 from mailpixel.model.keys import email_pk, meta_key, webhook_open_sk
 from mailpixel.model.webhooks import click_payload, encode, first_open_payload, post
@@ -65,8 +66,8 @@ class DirectOutbox:
                 log.warning("webhook_delivery_failed", extra={"id": payload["id"], "error": repr(exc)})
             if delay is not None:
                 time.sleep(delay)
-        self.failed.parent.mkdir(parents=True, exist_ok=True)
-        with self.failed.open("a", encoding="utf-8") as fh:
+        # User ids and locations: readable by their owner only, as the other local data files.
+        with open_private(self.failed) as fh:
             fh.write(json.dumps(payload, default=str) + "\n")
         log.error("webhook_undelivered", extra={"id": payload["id"], "kept_in": str(self.failed)})
 

@@ -14,7 +14,8 @@ An email's data is its events (the table's partition), its clicks, and every met
 `email#<email_id>` (stats, day counts, per-link counts, opener, clicker and webhook markers).
 
 Outside the tables, `forget_in_files` reaches what the local stack keeps on disk: the fallback
-file and its leftovers, and the enrichment failure file (`local_data_files`).
+file and its leftovers, the open and click enrichment failure files, and undelivered webhooks
+(`local_data_files`).
 
 Counts are of items that existed: keys are read back with a consistent read before deletion,
 so a second run reports zero even while the index still shows entries it has not caught up on.
@@ -182,13 +183,18 @@ class Eraser:
 
 
 def local_data_files(data_dir: Path) -> list[Path]:
-    """Files under `MAILPIXEL_DATA_DIR` that may hold opens outside the tables."""
+    """Files under `MAILPIXEL_DATA_DIR` that may hold opens, clicks or webhook events (user ids)
+    outside the tables: the fallback and its leftovers, what enrichment of opens
+    (`stream_poller`) and of clicks (`start_local_enrichment`) gave up on, and the webhooks
+    direct delivery could not deliver (`enrich.webhooks.outbox_for`)."""
     fallback = data_dir / "fallback"
     return [
         fallback / "pending.jsonl",
         fallback / "pending.replaying",
         fallback / "pending.jsonl.unreadable",
         data_dir / "enrich" / "failures.jsonl",
+        data_dir / "enrich" / "click-failures.jsonl",
+        data_dir / "webhooks" / "failed.jsonl",
     ]
 
 

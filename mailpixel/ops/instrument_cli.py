@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from mailpixel.config import Settings
+from mailpixel.model.events import MAX_ID_BYTES, MAX_ID_LENGTH, id_fits
 from mailpixel.ops.instrument import Instrumenter
 
 USER_COLUMN = "user_id"
@@ -42,28 +43,59 @@ def add_parser(commands: Any) -> None:
     parser.add_argument(
         "--base-url", help="where mailpixel answers (default: MAILPIXEL_BASE_URL, local stack)"
     )
-    parser.add_argument("--with-time", action="store_true", help="add t, the issue time, to every URL")
+    parser.add_argument(
+        "--with-time",
+        action="store_true",
+        help="add t, the issue time, to every URL so it can expire (always added when "
+        "MAILPIXEL_SIGNATURE_MAX_AGE_DAYS is set)",
+    )
     parser.set_defaults(func=cmd_instrument)
 
 
-def recipients(fh: TextIO) -> Iterator[dict[str, str]]:
+TOO_LONG = f"is longer than {MAX_ID_LENGTH} characters or {MAX_ID_BYTES} bytes of UTF-8"
+
+
+class RecipientsError(ValueError):
+    """The recipients CSV (or an ID given) cannot be instrumented; the message says where."""
+
+
+def recipients(fh: TextIO, source: str = "the recipients CSV") -> Iterator[dict[str, str]]:
+    """The CSV's rows; a row whose user id the pixel and /click would cut (or that has no
+    user_id cell) raises RecipientsError naming it, before anything is made from it."""
     reader = csv.DictReader(fh)
     if USER_COLUMN not in (reader.fieldnames or []):
-        raise ValueError(f"the recipients CSV needs a {USER_COLUMN} column")
-    yield from reader
+        raise RecipientsError(f"the recipients CSV needs a {USER_COLUMN} column")
+    for number, row in enumerate(reader, start=1):
+        user_id = row[USER_COLUMN]
+        if user_id is None or not id_fits(user_id):
+            problem = (
+                f"has no {USER_COLUMN}" if user_id is None else f"{USER_COLUMN} {_shown(user_id)} {TOO_LONG}"
+            )
+            raise RecipientsError(f"{source}: row {number} (line {reader.line_num}): {problem}")
+        yield row
+
+
+def _shown(value: str, limit: int = 40) -> str:
+    """An ID for a one-line message: its start, quoted, and its length."""
+    return repr(value[:limit] + "…" if len(value) > limit else value) + f" ({len(value)} characters)"
 
 
 def _instrumenter(args: argparse.Namespace, email_scoped: bool) -> Instrumenter:
     from mailpixel.ops.cli import signing_secret
 
+    if not id_fits(args.email_id):
+        raise RecipientsError(f"--email-id {TOO_LONG}")
     settings = Settings.from_env(local_default=True)
     text = Path(args.html).read_bytes().decode("utf-8", errors="surrogateescape")
+    # With a maximum age the pixel and /click refuse a URL without `t`, so it is added whatever
+    # the flag (as `mailpixel url` does).
+    dated = args.with_time or bool(settings.signature_max_age_days)
     return Instrumenter(
         text,
         email_id=args.email_id,
         base_url=args.base_url or settings.public_base_url or f"http://127.0.0.1:{settings.port}",
         secret=signing_secret(settings, "these URLs are unsigned"),
-        t=int(time.time()) if args.with_time else None,
+        t=int(time.time()) if dated else None,
         email_scoped=email_scoped,
     )
 
@@ -74,6 +106,16 @@ def _bytes(text: str) -> bytes:
 
 
 def cmd_instrument(args: argparse.Namespace) -> int:
+    # `mailpixel`'s main prints a traceback for a ValueError; what a person got wrong in their
+    # CSV or flags is one line and exit status 2, as `mailpixel url` does.
+    try:
+        return _instrument(args)
+    except RecipientsError as exc:
+        print(f"mailpixel: {exc}", file=sys.stderr)
+        return 2
+
+
+def _instrument(args: argparse.Namespace) -> int:
     if args.email_scoped is not None:
         email = _instrumenter(args, email_scoped=True)
         rendered = email.render(args.email_scoped)
@@ -93,20 +135,31 @@ def cmd_instrument(args: argparse.Namespace) -> int:
         return 2
     email = _instrumenter(args, email_scoped=False)
     with open(args.recipients, encoding="utf-8-sig", newline="") as fh:
-        rows = recipients(fh)
+        if fh.seekable():
+            # Every row checked before anything is written: a bad row stops the run with its
+            # line named, not half a campaign. (A pipe is read once, and checked as it goes.)
+            for _ in recipients(fh, args.recipients):
+                pass
+            fh.seek(0)
+        rows = recipients(fh, args.recipients)
         if args.jsonl:
             for row in rows:
                 sys.stdout.write(json.dumps({**row, "html": email.render(row[USER_COLUMN])}) + "\n")
             return 0
+        from mailpixel.ops.cli import csv_cell
+
         out = Path(args.out_dir)
         out.mkdir(parents=True, exist_ok=True)
         with (out / "recipients.csv").open("w", encoding="utf-8", newline="") as manifest:
-            writer: csv.DictWriter[str] | None = None
+            # Opened in a spreadsheet like `opens --format csv`, so written the same way: no cell
+            # (a recipient's name, an ID from a signup form) can start a formula.
+            writer = csv.writer(manifest)
+            columns: list[str] | None = None
             for number, row in enumerate(rows, start=1):
                 name = f"{number:06d}.html"
                 (out / name).write_bytes(_bytes(email.render(row[USER_COLUMN])))
-                if writer is None:
-                    writer = csv.DictWriter(manifest, fieldnames=[*row, FILE_COLUMN])
-                    writer.writeheader()
-                writer.writerow({**row, FILE_COLUMN: name})
+                if columns is None:
+                    columns = [*row]
+                    writer.writerow([csv_cell(column) for column in [*columns, FILE_COLUMN]])
+                writer.writerow([csv_cell(row.get(column)) for column in columns] + [name])
     return 0

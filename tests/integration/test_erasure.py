@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -10,7 +11,7 @@ from mailpixel.ddb.store import EventStore
 from mailpixel.model.events import RequestFacts, build_open_event
 from mailpixel.ops import cli
 from mailpixel.ops.erasure import Eraser, ErasureResult
-from tests.conftest import all_items
+from tests.conftest import all_items, target_args
 
 EPOCH_MS = 1_795_528_140_123
 EXPIRES = EPOCH_MS // 1000 + 400 * 86_400
@@ -181,3 +182,29 @@ def test_an_interrupted_forget_finishes_when_run_again(store, ddb, table, settin
     assert second.events == left
     assert all_items(ddb, table) == []
     assert all_items(ddb, settings.meta_table) == []
+
+
+def test_forget_reaches_click_failures_and_undelivered_webhooks(settings, table, capsys, monkeypatch):
+    """`make run` keeps failed click enrichments and undelivered webhooks (user id, location) on
+    disk; `forget` removes their lines as it does the fallback's."""
+    from mailpixel.enrich.webhooks import DirectOutbox, outbox_for
+    from mailpixel.files import open_private
+    from mailpixel.ops.local.stack import free_port
+
+    monkeypatch.setenv("MAILPIXEL_DATA_DIR", settings.data_dir)
+    # A real undelivered webhook: nothing listens on the port, every try fails.
+    local = settings.with_overrides(webhook_url=f"http://127.0.0.1:{free_port()}/hook", webhook_secret="s")
+    outbox = outbox_for(local)
+    assert isinstance(outbox, DirectOutbox)
+    outbox.delays = ()
+    outbox.put({"id": "click_1", "email_id": "e1", "user_id": "gone", "geo": {"city": "Paris"}})
+    outbox.put({"id": "click_2", "email_id": "e1", "user_id": "stays", "geo": {"city": "Lyon"}})
+    # What the clicks stream poller writes when enrichment gives up (stream records).
+    click_failures = Path(settings.data_dir) / "enrich" / "click-failures.jsonl"
+    record = {"dynamodb": {"NewImage": {"email_id": {"S": "e1"}, "user_id": {"S": "gone"}}}}
+    with open_private(click_failures) as fh:
+        fh.write(json.dumps(record) + "\n")
+    assert cli.main(["forget", "--user-id", "gone", "--format", "json", *target_args(settings)]) == 0
+    assert json.loads(capsys.readouterr().out)["local_lines"] == 2
+    assert "gone" not in outbox.failed.read_text() + click_failures.read_text()
+    assert "stays" in outbox.failed.read_text()

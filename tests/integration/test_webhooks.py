@@ -198,3 +198,25 @@ def test_local_direct_delivery_retries_then_keeps_what_fails(settings, receiver,
     assert [k["id"] for k in kept] == ["click_lost"]
     # With a queue configured but webhooks not turned on (AWS default), nothing is sent.
     assert outbox_for(settings.with_overrides(webhook_queue_url="https://sqs.example/q")) is None
+
+
+def test_undelivered_webhooks_are_kept_for_their_owner_only(settings, monkeypatch):
+    """The file holds user ids and locations: 0600 in a 0700 folder, whatever the umask, as the
+    other local data files."""
+    import os
+
+    from mailpixel.enrich.webhooks import DirectOutbox, outbox_for
+
+    local = settings.with_overrides(webhook_url=f"http://127.0.0.1:{free_port()}/hook", webhook_secret=SECRET)
+    outbox = outbox_for(local)
+    assert isinstance(outbox, DirectOutbox)
+    outbox.delays = ()
+    previous = os.umask(0o022)
+    try:
+        outbox.put({"id": "click_kept", "type": "human_click", "user_id": "u1", "geo": {"city": "Paris"}})
+    finally:
+        os.umask(previous)
+    failed = outbox.failed
+    assert json.loads(failed.read_text())["user_id"] == "u1"
+    assert failed.stat().st_mode & 0o777 == 0o600
+    assert failed.parent.stat().st_mode & 0o777 == 0o700

@@ -122,3 +122,48 @@ def test_ordinary_destinations_are_followed(url):
 @pytest.mark.parametrize("url", HOSTILE)
 def test_hostile_destinations_are_refused_even_when_signed(url):
     assert destination_problem(url) is not None
+
+
+# IDs the click route would cut (more than 256 characters or 512 bytes of UTF-8): a click on a URL
+# signed for one would be stored under another ID, so none is signed, as `make_url` refuses them.
+TOO_LONG = ["u" * 257, "\U0001f600" * 129, "é" * 255 + "€"]  # 257 chars; 516 bytes; 513 bytes
+AT_THE_LIMIT = ["u" * 256, "\U0001f600" * 128, "é" * 256]
+
+
+@pytest.mark.parametrize("user_id", TOO_LONG)
+def test_a_user_id_the_click_would_cut_is_refused(user_id):
+    with pytest.raises(ValueError, match=r"^user_id is longer than 256 characters or 512 bytes of UTF-8$"):
+        make_click_url("https://px.example.com", "e1", user_id, "https://example.org/", "s3cret")
+    with pytest.raises(ValueError, match="^user_id is longer"):  # unsigned, the click cuts it all the same
+        make_click_url("https://px.example.com", "e1", user_id, "https://example.org/", None)
+
+
+@pytest.mark.parametrize("email_id", TOO_LONG)
+@pytest.mark.parametrize("scoped", [False, True])
+def test_an_email_id_the_click_would_cut_is_refused_in_both_modes(email_id, scoped):
+    with pytest.raises(ValueError, match=r"^email_id is longer than 256 characters or 512 bytes of UTF-8$"):
+        ClickSigner("https://px.example.com", email_id, "s3cret", None, scoped)
+
+
+@pytest.mark.parametrize("value", AT_THE_LIMIT)
+def test_ids_at_the_limit_are_signed(value):
+    url = make_click_url("https://px.example.com", value, value, "https://example.org/", "s3cret")
+    assert verify(pairs_of(url_query(url)), ["s3cret"]) == (True, "ok")
+
+
+def test_a_signer_checks_every_recipient_not_only_the_first():
+    signer = ClickSigner("https://px.example.com", "e1", "s3cret", None, scoped=False)
+    for user_id in ("u1", "u2"):
+        assert signer.url("https://example.org/", user_id)
+        assert signer.url("https://example.org/b", user_id)
+    with pytest.raises(ValueError, match="^user_id is longer"):
+        signer.url("https://example.org/", "u" * 257)
+    with pytest.raises(ValueError, match="^user_id is longer"):  # a link already cached
+        signer.url("https://example.org/b", "u" * 257)
+
+
+def test_email_scoped_leaves_the_merge_tag_unchecked():
+    """Email-scoped, the user id is the ESP's merge tag, outside the signature: not an ID yet."""
+    signer = ClickSigner("https://px.example.com", "e1", "s3cret", None, scoped=True)
+    tag = "{{" + "recipient.external_id" * 20 + "}}"
+    assert signer.url("https://example.org/", tag).endswith(f"&user_id={tag}")

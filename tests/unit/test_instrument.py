@@ -150,8 +150,125 @@ def test_cli_refuses_a_csv_without_user_id(tmp_path, capsys):
     recipients = tmp_path / "list.csv"
     recipients.write_text("email\na@example.com\n", encoding="utf-8")
     args = ["instrument", "--html", str(FIXTURES / "email.html"), "--email-id", "e1", "--jsonl"]
-    with pytest.raises(ValueError, match="user_id column"):
-        main([*args, "--recipients", str(recipients)])
+    assert main([*args, "--recipients", str(recipients)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.endswith("mailpixel: the recipients CSV needs a user_id column\n")
+    assert "Traceback" not in captured.err
+
+
+INSTRUMENT = ["instrument", "--html", str(FIXTURES / "email.html"), "--email-id", "e1", "--base-url", BASE]
+
+
+def urls_in(page: str) -> list[str]:
+    return [
+        html.unescape(u)
+        for u in re.findall(r"""["'](https://px\.example\.com/(?:click|pixel)\?[^"']*)""", page)
+    ]
+
+
+@pytest.mark.parametrize("mode", ["--jsonl", "--out-dir"])
+def test_cli_dates_every_url_when_a_maximum_age_is_set(tmp_path, monkeypatch, capsys, mode):
+    """With MAILPIXEL_SIGNATURE_MAX_AGE_DAYS the pixel and /click refuse a URL without `t`
+    (`t_missing`): instrument adds it without --with-time, as `mailpixel url` does."""
+    monkeypatch.setenv("MAILPIXEL_SIGNING_SECRETS", SECRET)
+    monkeypatch.setenv("MAILPIXEL_SIGNATURE_MAX_AGE_DAYS", "30")
+    recipients = tmp_path / "list.csv"
+    recipients.write_text("user_id\nu1\n", encoding="utf-8")
+    out = tmp_path / "out"
+    where = ["--jsonl"] if mode == "--jsonl" else ["--out-dir", str(out)]
+    assert main([*INSTRUMENT, "--recipients", str(recipients), *where]) == 0
+    if mode == "--jsonl":
+        (line,) = capsys.readouterr().out.splitlines()
+        page = json.loads(line)["html"]
+    else:
+        page = (out / "000001.html").read_text(encoding="utf-8", errors="surrogateescape")
+    urls = urls_in(page)
+    assert len(urls) == len(TRACKED) + 1  # the links and the pixel
+    for url in urls:
+        assert verify(pairs_of(urlsplit(url).query), [SECRET], max_age_seconds=30 * 86_400) == (True, "ok")
+
+
+def test_cli_dates_the_email_scoped_email_too(monkeypatch, capsysbinary):
+    monkeypatch.setenv("MAILPIXEL_SIGNING_SECRETS", SECRET)
+    monkeypatch.setenv("MAILPIXEL_SIGNATURE_MAX_AGE_DAYS", "30")
+    assert main([*INSTRUMENT, "--email-scoped", "{{user_id}}"]) == 0
+    page = capsysbinary.readouterr().out.decode("utf-8", errors="surrogateescape")
+    urls = urls_in(page)
+    assert len(urls) == len(TRACKED) + 1
+    for url in urls:
+        pairs = [(n, v) for n, v in pairs_of(urlsplit(url).query) if not (n == "user_id" and "/click" in url)]
+        assert verify(pairs, [SECRET], max_age_seconds=30 * 86_400) == (True, "ok")
+
+
+def test_cli_leaves_t_out_without_a_maximum_age_unless_asked(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("MAILPIXEL_SIGNING_SECRETS", SECRET)
+    monkeypatch.delenv("MAILPIXEL_SIGNATURE_MAX_AGE_DAYS", raising=False)
+    recipients = tmp_path / "list.csv"
+    recipients.write_text("user_id\nu1\n", encoding="utf-8")
+    assert main([*INSTRUMENT, "--recipients", str(recipients), "--jsonl"]) == 0
+    page = json.loads(capsys.readouterr().out)["html"]
+    assert not [u for u in urls_in(page) if "t" in click_params(u)]
+    assert main([*INSTRUMENT, "--recipients", str(recipients), "--jsonl", "--with-time"]) == 0
+    page = json.loads(capsys.readouterr().out)["html"]
+    assert all(click_params(u)["t"].isdigit() for u in urls_in(page))
+
+
+@pytest.mark.parametrize("mode", ["--jsonl", "--out-dir"])
+def test_cli_refuses_a_user_id_too_long_for_the_pixel_before_writing_anything(
+    tmp_path, monkeypatch, capsys, mode
+):
+    monkeypatch.setenv("MAILPIXEL_SIGNING_SECRETS", SECRET)
+    recipients = tmp_path / "list.csv"
+    long_id = "u" * 300
+    recipients.write_text(f"user_id,name\nu1,Ada\n{long_id},Bob\n", encoding="utf-8")
+    out = tmp_path / "out"
+    where = ["--jsonl"] if mode == "--jsonl" else ["--out-dir", str(out)]
+    assert main([*INSTRUMENT, "--recipients", str(recipients), *where]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and not out.exists()  # no half-written campaign
+    assert "Traceback" not in captured.err
+    (message,) = captured.err.splitlines()
+    assert message.startswith(f"mailpixel: {recipients}: row 2 (line 3): user_id 'uuuu")
+    assert message.endswith("is longer than 256 characters or 512 bytes of UTF-8")
+    assert long_id not in message  # named, not pasted whole
+
+
+def test_cli_refuses_an_email_id_too_long_for_the_pixel(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("MAILPIXEL_SIGNING_SECRETS", SECRET)
+    args = ["instrument", "--html", str(FIXTURES / "email.html"), "--email-id", "e" * 257, "--base-url", BASE]
+    assert main([*args, "--email-scoped", "{{user_id}}"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and "Traceback" not in captured.err
+    assert captured.err.splitlines() == [
+        "mailpixel: --email-id is longer than 256 characters or 512 bytes of UTF-8"
+    ]
+
+
+def test_cli_manifest_neutralises_formula_cells(tmp_path, monkeypatch):
+    """recipients.csv goes to a spreadsheet like `opens --format csv` does: a cell that starts
+    with = + - @ tab or CR gets a leading `'` (OWASP, CSV injection), as write_rows does."""
+    monkeypatch.setenv("MAILPIXEL_SIGNING_SECRETS", SECRET)
+    recipients = tmp_path / "list.csv"
+    with recipients.open("w", encoding="utf-8", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["user_id", "name", "note", "=HEADER()"])
+        writer.writerow(['=HYPERLINK("https://evil.example","x")', "+1", "-2", "@SUM(A1)"])
+        writer.writerow(["u2", "\tTab", "\rCR", "plain"])
+    out = tmp_path / "out"
+    assert main([*INSTRUMENT, "--recipients", str(recipients), "--out-dir", str(out)]) == 0
+    with (out / "recipients.csv").open(newline="") as fh:
+        rows = list(csv.reader(fh))
+    assert rows == [
+        ["user_id", "name", "note", "'=HEADER()", "file"],
+        ['\'=HYPERLINK("https://evil.example","x")', "'+1", "'-2", "'@SUM(A1)", "000001.html"],
+        ["u2", "'\tTab", "'\rCR", "plain", "000002.html"],
+    ]
+    # The emails themselves carry the IDs as given.
+    email = Instrumenter(TEXT, email_id="e1", base_url=BASE, secret=SECRET)
+    assert (out / "000001.html").read_bytes() == email.render(
+        '=HYPERLINK("https://evil.example","x")'
+    ).encode("utf-8", errors="surrogateescape")
 
 
 def test_cli_email_scoped_prints_one_email(monkeypatch, capsysbinary):
@@ -163,3 +280,49 @@ def test_cli_email_scoped_prints_one_email(monkeypatch, capsysbinary):
     out = raw.decode("utf-8", errors="surrogateescape")
     assert out.count("scope=email") == len(TRACKED)
     assert out.count("&amp;user_id={{user_id}}") == len(TRACKED)
+
+
+def test_cli_reads_a_csv_with_a_byte_order_mark_after_checking_it(tmp_path, monkeypatch, capsys):
+    """The rows are checked in a first pass, then read again from the start: a spreadsheet's
+    byte order mark is skipped both times."""
+    monkeypatch.setenv("MAILPIXEL_SIGNING_SECRETS", SECRET)
+    recipients = tmp_path / "list.csv"
+    recipients.write_bytes("\ufeffuser_id,name\nu1,Ada\n".encode())
+    assert main([*INSTRUMENT, "--recipients", str(recipients), "--jsonl"]) == 0
+    (line,) = capsys.readouterr().out.splitlines()
+    assert json.loads(line)["user_id"] == "u1"
+
+
+def test_cli_names_a_row_without_a_user_id_cell(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("MAILPIXEL_SIGNING_SECRETS", SECRET)
+    recipients = tmp_path / "list.csv"
+    recipients.write_text("name,user_id\nAda,u1\nBob\n", encoding="utf-8")
+    assert main([*INSTRUMENT, "--recipients", str(recipients), "--jsonl"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == f"mailpixel: {recipients}: row 2 (line 3): has no user_id\n"
+
+
+def test_cli_checks_rows_read_from_a_pipe_as_it_goes(tmp_path, monkeypatch, capsys):
+    """A pipe cannot be read twice: rows before the bad one are written, then a clean error."""
+    import os
+    import threading
+
+    monkeypatch.setenv("MAILPIXEL_SIGNING_SECRETS", SECRET)
+    fifo = tmp_path / "list.csv"
+    os.mkfifo(fifo)
+
+    def feed() -> None:
+        with fifo.open("w", encoding="utf-8") as fh:
+            fh.write("user_id\nu1\n" + "\U0001f600" * 129 + "\n")
+
+    writer = threading.Thread(target=feed)
+    writer.start()
+    try:
+        assert main([*INSTRUMENT, "--recipients", str(fifo), "--jsonl"]) == 2
+    finally:
+        writer.join(10)
+    captured = capsys.readouterr()
+    assert [json.loads(line)["user_id"] for line in captured.out.splitlines()] == ["u1"]
+    assert captured.err.startswith(f"mailpixel: {fifo}: row 2 (line 3): user_id '\U0001f600")
+    assert "Traceback" not in captured.err

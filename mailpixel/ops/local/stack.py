@@ -210,6 +210,16 @@ def _serve(settings: Settings, ready: Callable[[str], None], stop: threading.Eve
             flush_metrics(app, only_if_due=False)
 
 
+def sample_pixel_url(settings: Settings, base_url: str) -> str:
+    """The pixel URL the banner prints (e1, u1): signed with the first secret, and dated when
+    MAILPIXEL_SIGNATURE_MAX_AGE_DAYS is set, as the pixel then refuses a URL without `t`."""
+    from mailpixel.signing import make_url
+
+    secret = settings.signing_secrets[0] if settings.signing_secrets else None
+    issued = int(time.time()) if settings.signature_max_age_days else None
+    return make_url(base_url, email_id="e1", user_id="u1", secret=secret, t=issued)
+
+
 def run_stack(settings: Settings) -> int:
     """Start DynamoDB Local, create the table, serve the app; block until Ctrl-C or SIGTERM."""
     from mailpixel.aws import dynamodb_client
@@ -241,10 +251,7 @@ def run_stack(settings: Settings) -> int:
 
         def ready(base_url: str) -> None:
             print(f"mailpixel is serving on {base_url}", flush=True)
-            from mailpixel.signing import make_url
-
-            secret = settings.signing_secrets[0] if settings.signing_secrets else None
-            print(f"Pixel URL: {make_url(base_url, email_id='e1', user_id='u1', secret=secret)}", flush=True)
+            print(f"Pixel URL: {sample_pixel_url(settings, base_url)}", flush=True)
             print("Press Ctrl-C to stop.", flush=True)
 
         from mailpixel.ops.local.stream_poller import start_local_enrichment
