@@ -378,7 +378,7 @@ def campaign_report(r: dict[str, Any]) -> str:
             "yes" if t["stats_correct"] else "NO",
         ]
 
-    rows = [row("today (main)", today), row("this branch", ours)]
+    rows = [row(f"before issue 10 ({r.get('baseline', 'main')})", today), row("this checkout", ours)]
     detail = [
         [
             name,
@@ -414,10 +414,10 @@ def campaign_report(r: dict[str, Any]) -> str:
         + f"targets: WRU/open <= {r['target_wru_per_open']}: {'met' if r['meets_wru'] else 'MISSED'}; "
         + f"event / PutItem <= {r['target_event_over_put']}: "
         + f"{'met' if r['meets_event_over_put'] else 'MISSED'}\n\n"
-        + table("7b. Enrichment calls per open by operation", ["operation", "this branch", "today"], detail)
+        + table("7b. Enrichment calls per open by operation", ["operation", "now", "before"], detail)
         + "\n"
         + table(
-            "7c. Enrichment WRU per open by table and index (this branch)",
+            "7c. Enrichment WRU per open by table and index (this checkout)",
             ["target", "WRU/open"],
             list(ours["per_open"]["enrich_wru_by_target"].items()),
         )

@@ -1,9 +1,10 @@
-"""(7) One campaign, per open: DynamoDB calls, write request units, enrichment events/s, today
-(`main`) against this checkout, each in a fresh process on a fresh DynamoDB Local.
+"""(7) One campaign, per open: DynamoDB calls, write request units, enrichment events/s, "today"
+(the code before issue 10, commit BASELINE) against this checkout, each in a fresh process on a
+fresh DynamoDB Local.
 
 `bench/campaign_probe.py` does the measuring; this module runs it twice: on this checkout with
-the parallelization factor `serverless.yml` deploys, and on `main` (exported with `git
-archive` to a temporary folder) with the factor `main` deploys (1: none set). Targets (issue
+the parallelization factor `serverless.yml` deploys, and on BASELINE (exported with `git
+archive` to a temporary folder) with the factor it deploys (1: none set). Targets (issue
 10): at most 8 WRU per open including the pixel's write, and enrichment time per event at most
 1.5 times one raw PutItem measured on the same DynamoDB Local in the same run.
 """
@@ -22,6 +23,9 @@ from bench.stack import ROOT, dynamodb_local
 from bench.stats import ratio
 
 PROBE = Path(__file__).resolve().parent / "campaign_probe.py"
+# `main` when issue 10 was filed: per-open transactions on shared items. A fixed commit, since
+# `main` itself now holds the per-batch design and would compare this checkout with itself.
+BASELINE = "9abc7fb"
 TARGET_WRU_PER_OPEN = 8.0
 TARGET_EVENT_OVER_PUT = 1.5
 
@@ -32,7 +36,7 @@ def deployed_parallelization(folder: Path) -> int:
     return int(found.group(1)) if found else 1
 
 
-def export_main(work: Path, ref: str = "main") -> Path:
+def export_ref(work: Path, ref: str = BASELINE) -> Path:
     """`ref`'s tree in a folder of its own (nothing in any worktree is touched)."""
     folder = work / f"code-{ref}"
     folder.mkdir(parents=True, exist_ok=True)
@@ -106,17 +110,18 @@ def run(
     work: Path, *, opens: int = 20_000, today_opens: int = 2_000, accounting: int = 1_000
 ) -> dict[str, Any]:
     ours = probe(ROOT, work, opens=opens, accounting=accounting, parallel=deployed_parallelization(ROOT))
-    main_code = export_main(work)
+    baseline = export_ref(work)
     today = probe(
-        main_code,
+        baseline,
         work,
         opens=today_opens,
         accounting=accounting // 2,
-        parallel=deployed_parallelization(main_code),
+        parallel=deployed_parallelization(baseline),
     )
     return {
         "ours": ours,
         "today": today,
+        "baseline": BASELINE,
         "target_wru_per_open": TARGET_WRU_PER_OPEN,
         "target_event_over_put": TARGET_EVENT_OVER_PUT,
         "meets_wru": ours["per_open"]["total_wru"] <= TARGET_WRU_PER_OPEN,
