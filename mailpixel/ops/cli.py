@@ -12,7 +12,7 @@ import csv
 import json
 import sys
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any, TextIO
+from typing import Any, Literal, TextIO, get_args
 
 from mailpixel.config import ConfigError, Settings
 
@@ -81,7 +81,11 @@ def csv_cell(value: Any) -> str:
     return "'" + text if text.startswith(FORMULA_TRIGGERS) else text
 
 
-def write_rows(rows: Iterable[dict[str, Any]], fmt: str, columns: Sequence[str], out: TextIO) -> int:
+RowFormat = Literal["table", "json", "csv"]
+ROW_FORMATS: tuple[str, ...] = get_args(RowFormat)
+
+
+def write_rows(rows: Iterable[dict[str, Any]], fmt: RowFormat, columns: Sequence[str], out: TextIO) -> int:
     """Write rows as `table`, `json` (one array) or `csv`; streams for json and csv."""
     count = 0
     if fmt == "json":
@@ -394,7 +398,7 @@ def build_parser() -> argparse.ArgumentParser:
     who.add_argument("--user-id")
     opens.add_argument("--since", help="ISO date or date-time, inclusive")
     opens.add_argument("--until", help="ISO date or date-time, inclusive (a date covers the whole day)")
-    opens.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    opens.add_argument("--format", choices=ROW_FORMATS, default="table")
     _add_target(opens)
     opens.set_defaults(func=cmd_opens)
 
