@@ -209,6 +209,17 @@ class ClickSigner:
             self._fixed[SCOPE_PARAM] = EMAIL_SCOPE
         self._key = hmac.new(secret.encode("utf-8"), digestmod=hashlib.sha256) if secret else None
         self._links: dict[str, tuple[str, hmac.HMAC | None]] = {}
+        # (user id, its checked and encoded `&user_id=…`): a recipient's links come one after
+        # another, so the check and the percent-encoding run once per recipient, not per link.
+        # One tuple, swapped whole, so threads sharing a signer never pair a user with another's.
+        self._user: tuple[str, str] | None = None
+
+    def _user_part(self, user_id: str) -> str:
+        last = self._user
+        if last is None or last[0] != user_id:
+            require_id_fits("user_id", user_id)
+            last = self._user = (user_id, f"&{USER_PARAM}={_encode(user_id)}")
+        return last[1]
 
     def _link(self, destination: str) -> tuple[str, hmac.HMAC | None]:
         cached = self._links.get(destination)
@@ -232,8 +243,7 @@ class ClickSigner:
             if state is not None:
                 query += f"&{SIG_PARAM}={_sig_of(state.copy())}"
             return f"{self.endpoint}?{query}&{USER_PARAM}={user_id}"
-        require_id_fits("user_id", user_id)
-        user = f"&{USER_PARAM}={_encode(user_id)}"
+        user = self._user_part(user_id)
         if state is None:
             return f"{self.endpoint}?{query}{user}"
         state = state.copy()
