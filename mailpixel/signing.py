@@ -33,7 +33,7 @@ from dataclasses import replace
 from datetime import datetime
 from urllib.parse import quote
 
-from mailpixel.model.events import MAX_ID_BYTES, MAX_ID_LENGTH, OpenEvent, id_fits
+from mailpixel.model.events import TOO_LONG, OpenEvent, id_fits
 
 SIG_PARAM = "sig"
 TIME_PARAM = "t"
@@ -80,7 +80,7 @@ def require_id_fits(name: str, value: str) -> None:
     """Refuse an ID the pixel or the click route would cut: a cut value no longer matches its
     signature, and the event would be stored under another ID."""
     if not id_fits(value):
-        raise ValueError(f"{name} is longer than {MAX_ID_LENGTH} characters or {MAX_ID_BYTES} bytes of UTF-8")
+        raise ValueError(f"{name} {TOO_LONG}")
 
 
 def make_url(

@@ -24,7 +24,7 @@ from mailpixel.api.cursor import decode_cursor, encode_cursor
 from mailpixel.config import Settings
 from mailpixel.ddb.store import EventStore
 from mailpixel.logs import get_logger
-from mailpixel.model.events import MAX_ID_BYTES, MAX_ID_LENGTH, id_fits
+from mailpixel.model.events import TOO_LONG, id_fits
 from mailpixel.model.query import UPPER, BadQuery, named_time_bound
 
 if TYPE_CHECKING:
@@ -193,10 +193,7 @@ def unexpected(error: Exception) -> tuple[Response, int]:
 
 def _id(value: str, name: str) -> str:
     if not id_fits(value):
-        raise BadQuery(
-            f"{name} is longer than {MAX_ID_LENGTH} characters or {MAX_ID_BYTES} bytes of UTF-8, "
-            "so no open can have it"
-        )
+        raise BadQuery(f"{name} {TOO_LONG}, so no open can have it")
     return value
 
 

@@ -23,6 +23,8 @@ EventT = TypeVar("EventT")
 # four-byte characters through: 1024 bytes, and an `opener#` key no write could ever hold.
 MAX_ID_LENGTH = 256
 MAX_ID_BYTES = 512
+# What an ID past the limits is told, wherever it is refused (URL makers, the API, the CLI).
+TOO_LONG = f"is longer than {MAX_ID_LENGTH} characters or {MAX_ID_BYTES} bytes of UTF-8"
 
 
 def id_fits(value: str) -> bool:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from mailpixel.config import Settings
-from mailpixel.model.events import MAX_ID_BYTES, MAX_ID_LENGTH, id_fits
+from mailpixel.model.events import TOO_LONG, id_fits
 from mailpixel.ops.instrument import Instrumenter
 
 USER_COLUMN = "user_id"
@@ -50,9 +50,6 @@ def add_parser(commands: Any) -> None:
         "MAILPIXEL_SIGNATURE_MAX_AGE_DAYS is set)",
     )
     parser.set_defaults(func=cmd_instrument)
-
-
-TOO_LONG = f"is longer than {MAX_ID_LENGTH} characters or {MAX_ID_BYTES} bytes of UTF-8"
 
 
 class RecipientsError(ValueError):
