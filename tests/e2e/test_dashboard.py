@@ -288,6 +288,12 @@ def test_hostile_ids_are_shown_as_text_never_run(page: Page, server: str, store,
     assert rate(page) == 1.0 and page.inner_text('[data-metric="click_to_open_rate"]') == "100%"
 
 
+def outage(page, pattern: str, message: str) -> None:
+    """API requests matching `pattern` answer 503 with the API's JSON error."""
+    body = json.dumps({"error": "unavailable", "message": message})
+    page.route(pattern, lambda route: route.fulfill(status=503, content_type="application/json", body=body))
+
+
 def test_an_id_with_a_slash_and_a_failing_panel_do_not_blank_the_page(
     page: Page, server: str, store, ddb, settings
 ):
@@ -312,14 +318,7 @@ def test_an_id_with_a_slash_and_a_failing_panel_do_not_blank_the_page(
     assert page.locator("#latest tbody tr").count() == 1
 
     # The opens panel fails (an injected outage): the figures and the chart are still drawn.
-    page.route(
-        "**/opens?*",
-        lambda route: route.fulfill(
-            status=503,
-            content_type="application/json",
-            body=json.dumps({"error": "unavailable", "message": "injected outage"}),
-        ),
-    )
+    outage(page, "**/opens?*", "injected outage")
     page.click("#refresh")
     loaded = wait_loaded(page, loaded, title=slashed)
     assert metric(page, "opens") == 1
@@ -328,14 +327,7 @@ def test_an_id_with_a_slash_and_a_failing_panel_do_not_blank_the_page(
 
     # The stats fail instead: the figures and links say so, the chart and the opens are drawn.
     page.unroute("**/opens?*")
-    page.route(
-        "**/stats",
-        lambda route: route.fulfill(
-            status=503,
-            content_type="application/json",
-            body=json.dumps({"error": "unavailable", "message": "stats outage"}),
-        ),
-    )
+    outage(page, "**/stats", "stats outage")
     page.click("#refresh")
     wait_loaded(page, loaded, title=slashed)
     assert page.get_attribute("body", "data-failures") == "1"

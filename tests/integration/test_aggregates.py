@@ -286,6 +286,16 @@ def enrich_one(store, ddb, settings, event: OpenEvent, **enrichment: Any) -> boo
     return EnrichmentWriter(ddb, settings).write(stored(event), {"enriched_at": "x", **enrichment})
 
 
+def prefetch_then_people(store, ddb, settings, day: str, people: int) -> None:
+    """Apple's prefetch for u9 at 09:00 on `day` (an opener, not a human one), then `people`
+    readers u0, u1, … from 10:00, a minute apart: what a click-to-open rate divides by."""
+    mpp = one_event("mpp", f"{day}T09:00:00.000Z", user_id="u9")
+    enrich_one(store, ddb, settings, mpp, machine_open=True, machine_reason="apple_mpp")
+    for n in range(people):
+        person = one_event(f"h{n}", f"{day}T10:{n:02d}:00.000Z", user_id=f"u{n}")
+        enrich_one(store, ddb, settings, person, machine_open=False)
+
+
 def test_replayed_record_counts_once_and_reports_it(store, ddb, settings):
     event = one_event("r1", "2026-11-24T10:00:00.000Z")
     assert enrich_one(store, ddb, settings, event, machine_open=False) is True

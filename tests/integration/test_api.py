@@ -17,7 +17,7 @@ from mailpixel.ddb.store import EventStore
 from mailpixel.model.events import OpenEvent, iso_millis
 from mailpixel.model.keys import STATS_SK, all_pk, day_sk, email_pk, link_sk_of, meta_key
 from mailpixel.ops.local.tables import ensure_tables
-from tests.integration.test_aggregates import enrich_one, one_event
+from tests.integration.test_aggregates import enrich_one, one_event, prefetch_then_people
 
 KEYS = ("first-key-0123456789", "second-key-abcdefghij")
 AUTH = {"Authorization": f"Bearer {KEYS[0]}"}
@@ -382,22 +382,7 @@ def test_stats_show_clicks_unique_clickers_the_rate_and_links(api, store, ddb, s
 
     today = datetime.now(UTC).strftime("%Y-%m-%d")
     # Apple's prefetch first (an opener, not a human one), then three people.
-    enrich_one(
-        store,
-        ddb,
-        settings,
-        one_event("mpp", f"{today}T00:00:01.000Z", user_id="u9"),
-        machine_open=True,
-        machine_reason="apple_mpp",
-    )
-    for n in range(3):
-        enrich_one(
-            store,
-            ddb,
-            settings,
-            one_event(f"h{n}", f"{today}T00:00:0{n + 2}.000Z", user_id=f"u{n}"),
-            machine_open=False,
-        )
+    prefetch_then_people(store, ddb, settings, today, 3)
     links = {
         "https://shop.example/b": (1, 0),
         "https://shop.example/a?x=<b>1</b>&y=2": (3, 2),
@@ -416,8 +401,8 @@ def test_stats_show_clicks_unique_clickers_the_rate_and_links(api, store, ddb, s
         2,
     )
     assert stats["click_to_open_rate"] == round(2 / 3, 4) == 0.6667
-    assert stats["first_open_at"] == f"{today}T00:00:01.000Z"
-    assert stats["first_human_open_at"] == f"{today}T00:00:02.000Z"
+    assert stats["first_open_at"] == f"{today}T09:00:00.000Z"
+    assert stats["first_human_open_at"] == f"{today}T10:00:00.000Z"
     # Most human clicks first; the URL comes back exactly as stored.
     assert stats["links"] == [
         {"url": "https://shop.example/a?x=<b>1</b>&y=2", "clicks": 5, "human_clicks": 3, "machine_clicks": 2},

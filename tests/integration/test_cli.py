@@ -131,20 +131,10 @@ def test_unreachable_store_is_a_clear_error(capsys):
 
 def test_stats_shows_clicks_the_rate_first_human_open_and_links(store, ddb, settings, capsys):
     from tests.conftest import target_args
-    from tests.integration.test_aggregates import enrich_one, one_event
+    from tests.integration.test_aggregates import prefetch_then_people
     from tests.integration.test_api import seed_click_aggregates
 
-    enrich_one(
-        store, ddb, settings, one_event("m", "2026-11-24T09:00:00.000Z", user_id="u9"), machine_open=True
-    )
-    for n in range(4):
-        enrich_one(
-            store,
-            ddb,
-            settings,
-            one_event(f"h{n}", f"2026-11-24T10:0{n}:00.000Z", user_id=f"u{n}"),
-            machine_open=False,
-        )
+    prefetch_then_people(store, ddb, settings, "2026-11-24", 4)
     hostile = "https://evil.example/\x1b[2J\x07"  # a terminal escape in a signed URL
     links = {"https://shop.example/a": (1, 2), "https://shop.example/b": (3, 0), hostile: (0, 1)}
     seed_click_aggregates(ddb, settings.meta_table, "e1", links, clickers=4, human_clickers=3)

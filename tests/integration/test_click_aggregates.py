@@ -137,15 +137,10 @@ def test_click_aggregates_equal_a_recount(store, ddb, settings, crash):
 
 
 def test_click_to_open_rate_is_unique_human_clickers_over_unique_human_openers(store, ddb, settings):
-    from tests.integration.test_aggregates import enrich_one, one_event
+    from tests.integration.test_aggregates import prefetch_then_people
 
-    people_opens = [one_event(f"o{n}", "2026-11-24T10:00:00.000Z", user_id=f"u{n}") for n in range(4)]
-    for event in people_opens:
-        enrich_one(store, ddb, settings, event, machine_open=False)
-    # An Apple prefetch for a fifth user: an opener, not a human one.
-    enrich_one(
-        store, ddb, settings, one_event("mpp", "2026-11-24T09:00:00.000Z", user_id="u9"), machine_open=True
-    )
+    # Four people, and an Apple prefetch for a fifth user: an opener, not a human one.
+    prefetch_then_people(store, ddb, settings, "2026-11-24", 4)
     people = [c for c in make_clicks(12, emails=1, users=3) if c.user_id]
     clicks = [replace(c, email_id="e1") for c in people]
     writer = EnrichmentWriter(ddb, settings, kind=CLICKS)
