@@ -169,6 +169,12 @@ SCOPE_PARAM = "scope"
 # tag fills in per recipient after signing. Anyone holding such a URL can change the user id
 # (never the destination), so clicks may be attributed to the wrong person: off by default.
 EMAIL_SCOPE = "email"
+# A honeypot link: one signed click URL per recipient that no person can see or reach
+# (`instrument` adds it). `hp=1` is a signed parameter, so nobody can make a real link look like
+# one; a request to it is a machine click (`honeypot`), and it marks the recipient's other clicks
+# of the email within a short window as machine too.
+HONEYPOT_PARAM = "hp"
+HONEYPOT_VALUE = "1"
 
 
 def click_endpoint(base_url: str) -> str:
