@@ -50,10 +50,10 @@ def cmd_test(args: argparse.Namespace) -> int:
         print("mailpixel: no webhook URL and secret (MAILPIXEL_WEBHOOK_URL, MAILPIXEL_WEBHOOK_SECRET)")
         return 2
     event = sample_event()
-    try:
-        status: int | str = post(url, secret, encode(event), event["id"])
-    except OSError as exc:
-        status = repr(exc)
-    ok = isinstance(status, int) and 200 <= status < 300
-    print(json.dumps({"url": url, "id": event["id"], "status": status, "delivered": ok}))
-    return 0 if ok else 1
+    delivery = post(url, secret, encode(event), event["id"])
+    print(
+        json.dumps(
+            {"url": url, "id": event["id"], "status": delivery.describe(), "delivered": delivery.delivered}
+        )
+    )
+    return 0 if delivery.delivered else 1

@@ -34,18 +34,21 @@ CHROME = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, l
 
 
 class Receiver(BaseHTTPRequestHandler):
-    """The sender's endpoint: answers the scripted statuses in turn (then 200), keeps every request."""
+    """The sender's endpoint: answers the scripted statuses in turn (then 200), keeps every request
+    (a GET too: what a followed redirect would turn a delivery into)."""
 
     script: list[int] = []
     received: list[dict[str, Any]] = []
 
     def do_POST(self) -> None:  # noqa: N802 - http.server's name
-        body = self.rfile.read(int(self.headers["Content-Length"]))
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         type(self).received.append({"headers": dict(self.headers), "body": body})
         status = type(self).script.pop(0) if type(self).script else 200
         self.send_response(status)
         self.send_header("Content-Length", "0")
         self.end_headers()
+
+    do_GET = do_POST  # noqa: N815
 
     def log_message(self, format: str, *args: Any) -> None:
         pass

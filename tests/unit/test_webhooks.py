@@ -29,6 +29,39 @@ CASES = [
     ("v1=d3684c2684b0940a4e61f29f9068ea2d6cb975b90ea037bce8b140541deec393", BODY, T, False),  # no t
     ("", BODY, T, False),
 ]
+V1 = HEADER.split("v1=")[1]
+# Headers a hostile or broken client sends: each is False from every verifier, never an error.
+HOSTILE = [
+    "t=1767225600,v1=é",  # non-ASCII v1: compare_digest raised TypeError
+    f"t=²,v1={V1}",  # a digit to isdigit(), not to int(): raised ValueError
+    f"t=١٧٦٧٢٢٥٦٠٠,v1={V1}",  # Arabic-Indic digits int() accepts
+    f"t=1767225600,v1={V1.upper()}",
+    f"t=1767225600,v1={V1[:-1]}é",
+    f"t=1767225600,v1={V1[:-2]}é",  # 64 bytes in UTF-8
+    f"t=1767225600,v1={V1},v1={V1}",  # a repeated field
+    f"t=1767225600,t=1767225600,v1={V1}",
+    f"t= 1767225600,v1={V1}",
+    f"t=1767225600 ,v1={V1}",
+    f"t=1767225600\n,v1={V1}",
+    f"t=-1767225600,v1={V1}",
+    f"t=+1767225600,v1={V1}",
+    f"t=1_767_225_600,v1={V1}",
+    f"t=1767225600.0,v1={V1}",
+    f"t={'9' * 5000},v1={V1}",  # past int()'s digit limit
+    f"t=1e9,v1={V1}",
+    f"t=0x69557E00,v1={V1}",
+    f"t=,v1={V1}",
+    f"t=1767225600,v1={V1}\u0000",
+    f"t=1767225600,v1=\ud800{V1[1:]}",  # a lone surrogate
+    "t=1767225600",
+    "v1",
+    "=",
+    ",,,",
+    "t=1767225600,v1=",
+    f"t=1767225600;v1={V1}",
+    f"__proto__=1,t=1767225600,v1={V1[:-1]}0",
+    f"constructor=x,t=1767225600,v1={V1}0",
+]
 
 
 def snippet(language: str) -> str:
@@ -56,15 +89,40 @@ def test_readme_python_snippet(header, body, now, expected):
 
 def test_readme_node_snippet():
     cases = [[h, b.decode(), now, expected] for h, b, now, expected in CASES]
+    cases += [[h, BODY.decode(), T + 10, False] for h in HOSTILE]
+    cases += [
+        [None, BODY.decode(), T, False],
+        [42, BODY.decode(), T, False],
+        [["t=1"], BODY.decode(), T, False],
+    ]
     program = (
         snippet("js")
         + f"\nconst cases = {json.dumps(cases)};\n"
-        + f"console.log(JSON.stringify(cases.map(([h, b, now]) => verifyMailpixel({json.dumps(SECRET)}, h,"
-        + " Buffer.from(b), now))));\n"
+        + "const results = cases.map(([h, b, now]) => {\n"
+        + f"  try {{ return verifyMailpixel({json.dumps(SECRET)}, h, Buffer.from(b), now); }}\n"
+        + "  catch (e) { return `threw ${e}`; }\n"
+        + "});\n"
+        + "console.log(JSON.stringify(results));\n"
     )
     result = subprocess.run(["node", "-e", program], capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout) == [expected for *_, expected in CASES]
+    assert json.loads(result.stdout) == [expected for *_, expected in cases]
+
+
+def python_verifiers():
+    namespace: dict[str, object] = {}
+    exec(snippet("python"), namespace)  # noqa: S102 - the README's own code, run as a receiver would
+    readme = namespace["verify_mailpixel"]
+    return [
+        ("mailpixel", lambda header, now: verify(SECRET, header, BODY, now=now)),
+        ("readme", lambda header, now: readme(SECRET, header, BODY, now)),  # type: ignore[operator]
+    ]
+
+
+@pytest.mark.parametrize("header", [*HOSTILE, None, 42, b"t=1767225600", ["t=1"]])
+def test_hostile_headers_are_false_never_an_error(header):
+    for name, check in python_verifiers():
+        assert check(header, T + 10) is False, name
 
 
 def test_retries_span_about_a_day_before_the_dead_letter_queue():
