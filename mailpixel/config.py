@@ -126,7 +126,7 @@ class Settings:
     webhook_queue_url: str | None = None
     # In AWS, webhooks are sent only when deployed with `--param="webhooks=on"`.
     webhooks: Switch = "off"
-    # Webhooks for clicks on email-scoped links (README "Email-scoped click links"): off, since
+    # Webhooks for clicks on email-scoped links (README "Email-scoped signatures"): off, since
     # their user id is not signed and anyone holding such a link can set it to anyone.
     webhook_scoped_clicks: Switch = "off"
 

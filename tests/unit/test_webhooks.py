@@ -129,3 +129,24 @@ def test_retries_span_about_a_day_before_the_dead_letter_queue():
     delays = [retry_delay(n) for n in range(1, 20)]  # after the 20th receive SQS dead-letters
     assert delays[:4] == [30, 60, 120, 240] and max(delays) == 7200
     assert 23 * 3600 <= sum(delays) <= 25 * 3600
+
+
+def test_a_batch_of_slow_deliveries_fits_the_functions_timeout():
+    """serverless.yml's webhooks function: a batch for a receiver answering in 4 s fits before
+    the batch deadline, partial batch responses are on, and concurrency is capped."""
+    import yaml
+
+    from mailpixel.ops.local.tables import SERVERLESS_YML, _CloudFormationLoader
+    from mailpixel.webhooks.handler import SAFETY_SECONDS, SOCKET_OPS
+
+    document = yaml.load(SERVERLESS_YML.read_text(), Loader=_CloudFormationLoader)  # noqa: S506
+    function = document["functions"]["webhooks"]
+    (event,) = function["events"]
+    sqs = event["sqs"]
+    assert sqs["functionResponseType"] == "ReportBatchItemFailures"
+    assert 2 <= sqs["maximumConcurrency"] <= 10
+    # A receiver answering in 4 s gets the whole batch: each POST starts with its three socket
+    # operations' timeouts (capped by the time left) still at least its answer time.
+    budget, answer = function["timeout"] - SAFETY_SECONDS, 4.0
+    for k in range(sqs["batchSize"]):
+        assert min(5.0, (budget - k * answer) / SOCKET_OPS) >= answer
