@@ -5,6 +5,7 @@ unsent ones go back alone), every attempt logged; and which clicks may become we
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import struct
@@ -87,10 +88,8 @@ class Garbage:
                     conn.sendall(self.answer)
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(OSError):
             self.sock.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept(); close() alone does not
-        except OSError:
-            pass
         self.sock.close()
         self.thread.join(timeout=5)
 
