@@ -35,16 +35,22 @@ CHROME = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, l
 
 class Receiver(BaseHTTPRequestHandler):
     """The sender's endpoint: answers the scripted statuses in turn (then 200), keeps every request
-    (a GET too: what a followed redirect would turn a delivery into)."""
+    (a GET too: what a followed redirect would turn a delivery into). A scripted (status, URL)
+    answers a redirect to URL."""
 
-    script: list[int] = []
+    script: list[int | tuple[int, str]] = []
     received: list[dict[str, Any]] = []
 
     def do_POST(self) -> None:  # noqa: N802 - http.server's name
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        type(self).received.append({"headers": dict(self.headers), "body": body})
-        status = type(self).script.pop(0) if type(self).script else 200
+        type(self).received.append(
+            {"headers": dict(self.headers), "body": body, "method": self.command, "path": self.path}
+        )
+        answer = type(self).script.pop(0) if type(self).script else 200
+        status, location = answer if isinstance(answer, tuple) else (answer, None)
         self.send_response(status)
+        if location is not None:
+            self.send_header("Location", location)
         self.send_header("Content-Length", "0")
         self.end_headers()
 
