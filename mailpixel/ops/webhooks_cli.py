@@ -9,7 +9,7 @@ import uuid
 from typing import Any
 
 from mailpixel.config import Settings
-from mailpixel.model.webhooks import HUMAN_CLICK, encode, post
+from mailpixel.model.webhooks import HUMAN_CLICK, USER_SIGNED, encode, post
 
 SAMPLE_CLIENT = {"name": "Chrome", "version": "131.0.0", "os": "Windows", "device": "Other"}
 
@@ -21,6 +21,7 @@ def sample_event() -> dict[str, Any]:
         "type": HUMAN_CLICK,
         "email_id": "mailpixel-webhook-test",
         "user_id": "test-user",
+        "signature_scope": USER_SIGNED,
         "time": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()),
         "url": "https://example.com/",
         "client": SAMPLE_CLIENT,
