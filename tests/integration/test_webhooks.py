@@ -142,6 +142,7 @@ def test_human_click_is_queued_then_delivered_signed_through_failures(hooked, dd
         assert verify(SECRET, request["headers"][SIGNATURE_HEADER], request["body"])
     event = json.loads(Receiver.received[-1]["body"])
     assert event["type"] == "human_click" and event["user_id"] == "person" and event["id"] in ids
+    assert event["signature_scope"] == "user"  # a signed, user-scoped link
     assert event["verdict"]["machine"] is False and event["client"]["name"] == "Chrome"
     assert event["url"] == "https://shop.example.com/"
 
@@ -177,7 +178,9 @@ def test_first_human_open_is_queued_once_per_user(hooked, ddb, table, store, que
     handler = build_handler(hooked, ddb=ddb, provider=None, before_write=webhook_hooks(hooked, ddb)[0])
     StreamPoller(hooked, handler, ddb=ddb).wait_idle()
     bodies = [json.loads(r["body"]) for r in receive(client, url)]
-    assert [(b["type"], b["user_id"]) for b in bodies] == [("first_human_open", "u1")]
+    assert [(b["type"], b["user_id"], b["signature_scope"]) for b in bodies] == [
+        ("first_human_open", "u1", "unsigned")  # stored without `signed`: nothing vouches for u1
+    ]
 
 
 def test_webhooks_test_command_sends_a_signed_sample(receiver, capsys):
