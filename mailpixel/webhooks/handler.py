@@ -1,7 +1,8 @@
 """Deliver webhook events from the SQS webhook queue (Lambda, partial batch failures).
 
-A delivery succeeds on any 2xx. Anything else (an error status, a timeout, a refused
-connection) reports the message as failed and pushes its next attempt back exponentially with
+A delivery succeeds on any 2xx. Anything else (an error status, a redirect, a timeout, a
+refused connection, an answer that is not HTTP: `model.webhooks.post`) reports the message as
+failed and pushes its next attempt back exponentially with
 `ChangeMessageVisibility`: 30 s, 1, 2, 4 … minutes, capped at 2 hours, so the 20 receives the
 queue allows (`maxReceiveCount` in serverless.yml) span about a day; then SQS moves the message
 to the dead-letter queue (kept 14 days). Every delivery of a message carries the same event id.

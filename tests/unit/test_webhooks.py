@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -109,7 +111,7 @@ def test_readme_node_snippet():
     assert json.loads(result.stdout) == [expected for *_, expected in cases]
 
 
-def python_verifiers():
+def python_verifiers() -> list[tuple[str, Callable[[Any, float], object]]]:
     namespace: dict[str, object] = {}
     exec(snippet("python"), namespace)  # noqa: S102 - the README's own code, run as a receiver would
     readme = namespace["verify_mailpixel"]
