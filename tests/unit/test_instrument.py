@@ -63,7 +63,7 @@ def click_params(url: str) -> dict[str, str]:
 
 
 def test_only_href_values_change_and_the_pixel_is_inserted_before_body_end():
-    email = Instrumenter(TEXT, email_id="e1", base_url=BASE, secret=SECRET, t=1_767_225_600)
+    email = Instrumenter(TEXT, email_id="e1", base_url=BASE, secret=SECRET, t=1_767_225_600, honeypot=False)
     out = email.render("user 7")
     pixel = pixel_img(email.pixel_url("user 7"))
     assert out.count(pixel) == 1
@@ -101,7 +101,7 @@ def test_email_scoped_mode_leaves_the_user_to_the_merge_tag():
     email = Instrumenter(TEXT, email_id="e1", base_url=BASE, secret=SECRET, email_scoped=True)
     out = email.render("*|UNIQID|*")
     urls = [html.unescape(u) for u in re.findall(r"""["'](https://px\.example\.com/click\?[^"']*)""", out)]
-    assert len(urls) == len(TRACKED)
+    assert len(urls) == len(TRACKED) + 1  # and the honeypot
     for url in urls:
         assert url.endswith("&user_id=*|UNIQID|*")
         pairs = [(n, v) for n, v in pairs_of(urlsplit(url).query) if n != "user_id"]
@@ -111,7 +111,7 @@ def test_email_scoped_mode_leaves_the_user_to_the_merge_tag():
 
 def test_a_document_without_body_gets_the_pixel_at_the_end():
     source = '<p><a href="https://x.example/">x</a></p>'
-    email = Instrumenter(source, email_id="e", base_url=BASE, secret=None)
+    email = Instrumenter(source, email_id="e", base_url=BASE, secret=None, honeypot=False)
     link = html.escape(email.signer.url("https://x.example/", "u"), quote=True)
     assert email.render("u") == f'<p><a href="{link}">x</a></p>' + pixel_img(email.pixel_url("u"))
 
@@ -184,7 +184,7 @@ def test_cli_dates_every_url_when_a_maximum_age_is_set(tmp_path, monkeypatch, ca
     else:
         page = (out / "000001.html").read_text(encoding="utf-8", errors="surrogateescape")
     urls = urls_in(page)
-    assert len(urls) == len(TRACKED) + 1  # the links and the pixel
+    assert len(urls) == len(TRACKED) + 2  # the links, the honeypot and the pixel
     for url in urls:
         assert verify(pairs_of(urlsplit(url).query), [SECRET], max_age_seconds=30 * 86_400) == (True, "ok")
 
@@ -195,7 +195,7 @@ def test_cli_dates_the_email_scoped_email_too(monkeypatch, capsysbinary):
     assert main([*INSTRUMENT, "--email-scoped", "{{user_id}}"]) == 0
     page = capsysbinary.readouterr().out.decode("utf-8", errors="surrogateescape")
     urls = urls_in(page)
-    assert len(urls) == len(TRACKED) + 1
+    assert len(urls) == len(TRACKED) + 2
     for url in urls:
         pairs = [(n, v) for n, v in pairs_of(urlsplit(url).query) if not (n == "user_id" and "/click" in url)]
         assert verify(pairs, [SECRET], max_age_seconds=30 * 86_400) == (True, "ok")
@@ -278,8 +278,8 @@ def test_cli_email_scoped_prints_one_email(monkeypatch, capsysbinary):
     raw = capsysbinary.readouterr().out
     assert b"Caf\xe9" in raw  # the template's invalid byte, written back as it was
     out = raw.decode("utf-8", errors="surrogateescape")
-    assert out.count("scope=email") == len(TRACKED)
-    assert out.count("&amp;user_id={{user_id}}") == len(TRACKED)
+    assert out.count("scope=email") == len(TRACKED) + 1  # and the honeypot
+    assert out.count("&amp;user_id={{user_id}}") == len(TRACKED) + 1
 
 
 def test_cli_reads_a_csv_with_a_byte_order_mark_after_checking_it(tmp_path, monkeypatch, capsys):
