@@ -341,6 +341,7 @@ class EmailTemplate:
         if pixel_position not in PIXEL_POSITIONS:
             raise ValueError(f"pixel position must be one of {', '.join(PIXEL_POSITIONS)}")
         self.text = text
+        self.pixel_position = pixel_position
         finder = _LinkFinder(text)
         finder.feed(text)
         finder.close()

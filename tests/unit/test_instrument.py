@@ -12,7 +12,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from mailpixel.ops.cli import main
-from mailpixel.ops.instrument import Instrumenter, pixel_img
+from mailpixel.ops.instrument import Instrumenter, attribute_value, pixel_img
 from mailpixel.signing import verify
 from tests.conftest import FIXTURES
 from tests.signed_urls import pairs_of
@@ -326,3 +326,136 @@ def test_cli_checks_rows_read_from_a_pipe_as_it_goes(tmp_path, monkeypatch, caps
     assert [json.loads(line)["user_id"] for line in captured.out.splitlines()] == ["u1"]
     assert captured.err.startswith(f"mailpixel: {fifo}: row 2 (line 3): user_id '\U0001f600")
     assert "Traceback" not in captured.err
+
+
+# Issue 18.1: an href is decoded as a browser decodes an attribute value (WHATWG, "character
+# reference state" in an attribute), not as `html.unescape` decodes text.
+ATTRIBUTE_VALUES = [
+    ("?a=1&currency=EUR", "?a=1&currency=EUR"),  # html.unescape: ¤cy=EUR
+    ("?x=1&region=eu", "?x=1&region=eu"),  # ®ion
+    ("?x=1&not=1", "?x=1&not=1"),  # ¬=1
+    ("?x=1&timestamp=2", "?x=1&timestamp=2"),  # ×tamp
+    ("?x=1&section=a", "?x=1&section=a"),  # §ion
+    ("?a=1&amp;b=2", "?a=1&b=2"),
+    ("?a=1&ampb=2", "?a=1&ampb=2"),  # legacy name glued to a letter: as written
+    ("?a&amp=2", "?a&amp=2"),  # legacy name before `=`: as written
+    ("?a=1&amp", "?a=1&"),  # at the end of the value: decoded
+    ("?a=1&amp/", "?a=1&/"),  # before a character that is not `=` or alphanumeric: decoded
+    ("&notit;", "&notit;"),  # the standard's example: longest match `not`, glued to `i`
+    ("&notin;", "\u2209"),
+    ("&not;", "\u00ac"),
+    ("&copy2", "&copy2"),
+    ("&copy;2", "\u00a92"),
+    ("&AMP;x", "&x"),
+    ("&unknown;", "&unknown;"),
+    ("&#38;", "&"),
+    ("&#x26", "&"),
+    ("&#X26;x", "&x"),
+    ("&#", "&#"),  # no digits: as written
+    ("&#x;", "&#x;"),
+    ("&#0;", "\ufffd"),
+    ("&#x110000;", "\ufffd"),
+    ("&#xD800;", "\ufffd"),
+    ("&#128;", "\u20ac"),  # C1 controls mean windows-1252
+    ("&#99999999999999999999999;", "\ufffd"),
+    ("a & b", "a & b"),
+    ("a&", "a&"),
+]
+
+
+@pytest.mark.parametrize(("raw", "decoded"), ATTRIBUTE_VALUES)
+def test_attribute_values_are_decoded_as_browsers_do(raw, decoded):
+    assert attribute_value(raw) == decoded
+
+
+def test_a_raw_ampersand_in_an_href_signs_the_url_the_browser_follows():
+    href = "https://shop.example/p?a=1&currency=EUR&region=eu&not=1&timestamp=2&section=x&amp;y=3"
+    email = Instrumenter(f'<a href="{href}">x</a>', email_id="e", base_url=BASE, secret=SECRET, honeypot=False)
+    (link,) = email.template.links
+    assert link.destination == "https://shop.example/p?a=1&currency=EUR&region=eu&not=1&timestamp=2&section=x&y=3"
+
+
+# Issue 18.2: hostile attribute soups. The href rewritten is the one a browser follows (the
+# first real `href` attribute); every other byte stays. `tests/e2e/test_instrument_browser.py`
+# checks the same tags against Chromium.
+GOOD = "https://good.example/"
+ATTRIBUTE_SOUPS = [
+    '<a x"href="https://evil.example/" href="https://good.example/">x</a>',
+    "<a x'href='https://evil.example/' href='https://good.example/'>x</a>",
+    '<a href="https://good.example/" href="https://evil.example/">x</a>',
+    '<a HREF=\'https://good.example/\' href="https://evil.example/">x</a>',
+    '<a title=\'x href="https://evil.example/"\' href="https://good.example/">x</a>',
+    '<a data-x=href="https://evil.example/" href="https://good.example/">x</a>',
+    '<a =href="https://evil.example/" href="https://good.example/">x</a>',
+    '<a href"="https://evil.example/" href="https://good.example/">x</a>',
+    '<a <href="https://evil.example/" href="https://good.example/">x</a>',
+    '<a/href="https://good.example/">x</a>',
+    '<a href="https://good.example/"href="https://evil.example/">x</a>',
+    '<a x=">" href="https://good.example/">x</a>',
+    '<a x=\'"\' href="https://good.example/" y=\'"\'>x</a>',
+    '<a\thref\n=\n"https://good.example/">x</a>',
+    '<a hReF=https://good.example/ href=https://evil.example/>x</a>',
+    '<a x= href="https://evil.example/" href="https://good.example/">x</a>',
+    '<a title=x/ href="https://good.example/">x</a>',
+]
+
+
+@pytest.mark.parametrize("tag", ATTRIBUTE_SOUPS)
+def test_the_href_a_browser_follows_is_the_one_signed(tag):
+    email = Instrumenter(tag, email_id="e", base_url=BASE, secret=SECRET, honeypot=False)
+    assert [link.destination for link in email.template.links] == [GOOD]
+    out = email.render("u")
+    (click,) = [u for u in urls_in(out) if "/click?" in u]
+    assert click_params(click)["url"] == GOOD
+    # Every byte but the one href value is kept: put the original value back and compare.
+    url = html.escape(email.signer.url(GOOD, "u"), quote=True)
+    pixel = pixel_img(email.pixel_url("u"))
+    assert out.endswith(pixel)
+    restored = out[: -len(pixel)].replace(url, GOOD, 1)
+    # A quoted value is rewritten inside its quotes; an unquoted one comes back double-quoted.
+    assert tag in (restored, restored.replace(f'"{GOOD}"', GOOD, 1))
+
+
+def test_a_tag_without_a_usable_href_is_left_alone():
+    for tag in ['<a href>x</a>', '<a href=>x</a>', '<a x="href=https://evil.example/">x</a>']:
+        email = Instrumenter(tag, email_id="e", base_url=BASE, secret=SECRET)
+        assert email.template.links == [] and email.render("u") == tag + pixel_img(email.pixel_url("u"))
+
+
+# Links /click would refuse: left alone, with a warning naming them; plain skips are silent.
+REFUSED = [
+    ("https://bad.example\\path", "backslash"),
+    ("https://user@bad.example/", "userinfo"),
+    ("https://bad.example/a b", "whitespace_or_control"),
+    ("https://%62ad.example/", "host_escape"),
+    ("http:///no-host", "no_host"),
+]
+
+
+@pytest.mark.parametrize(("href", "reason"), REFUSED)
+def test_links_click_would_refuse_are_left_alone_with_a_warning(href, reason):
+    source = f'<p>\n<a href="{href}">x</a>\n<a href="https://ok.example/">ok</a></p>'
+    email = Instrumenter(source, email_id="e", base_url=BASE, secret=SECRET, honeypot=False)
+    assert [link.destination for link in email.template.links] == ["https://ok.example/"]
+    assert email.warnings == [f"line 2: link {href!r} left alone: /click would refuse it ({reason})"]
+    assert f'href="{href}"' in email.render("u")
+
+
+def test_plain_skips_are_silent():
+    email = Instrumenter(TEXT, email_id="e1", base_url=BASE, secret=SECRET)
+    assert email.warnings == []
+
+
+def test_cli_prints_the_warnings(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("MAILPIXEL_SIGNING_SECRETS", SECRET)
+    page = tmp_path / "e.html"
+    page.write_text('<body><a href="https://user@bad.example/">x</a><a href="mailto:a@b">m</a></body>')
+    recipients = tmp_path / "list.csv"
+    recipients.write_text("user_id\nu1\n", encoding="utf-8")
+    args = ["instrument", "--html", str(page), "--email-id", "e1", "--base-url", BASE]
+    assert main([*args, "--recipients", str(recipients), "--jsonl"]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == (
+        "mailpixel: warning: line 1: link 'https://user@bad.example/' left alone: /click would refuse it (userinfo)"
+    )
+    assert len(err) == 2 and err[1].startswith("mailpixel: e1: 1 recipients")
