@@ -192,14 +192,14 @@ def instrument_rows(
     """Render each (row, consent) and hand it to `write(number, row, html)`, counting as it goes
     and warning (stderr) for each recipient whose email Gmail would clip."""
     summary = InstrumentSummary(email_id=email_id, warnings=list(email.warnings))
-    has_honeypot = email.template.honeypot_destination is not None
     for number, (row, tracking) in enumerate(rows, start=1):
-        rendered = email.render(row[USER_COLUMN], tracking)
+        made = email.rendered(row[USER_COLUMN], tracking)
+        rendered = made.html
         summary.recipients += 1
         summary.tracked_opens += tracking == TRACK_ALL
         summary.tracked_clicks += tracking != TRACK_NONE
         summary.untracked += tracking == TRACK_NONE
-        summary.honeypots += has_honeypot and tracking != TRACK_NONE
+        summary.honeypots += made.honeypot
         size = len(_bytes(rendered))
         if size > GMAIL_CLIP_BYTES:
             summary.over_gmail_clip += 1

@@ -13,7 +13,7 @@ import pytest
 
 from mailpixel.ops.cli import main
 from mailpixel.ops.instrument import Instrumenter, attribute_value, pixel_img
-from mailpixel.signing import verify
+from mailpixel.signing import ClickSigner, sign, verify
 from tests.conftest import FIXTURES
 from tests.signed_urls import pairs_of
 
@@ -370,9 +370,14 @@ def test_attribute_values_are_decoded_as_browsers_do(raw, decoded):
 
 def test_a_raw_ampersand_in_an_href_signs_the_url_the_browser_follows():
     href = "https://shop.example/p?a=1&currency=EUR&region=eu&not=1&timestamp=2&section=x&amp;y=3"
-    email = Instrumenter(f'<a href="{href}">x</a>', email_id="e", base_url=BASE, secret=SECRET, honeypot=False)
+    email = Instrumenter(
+        f'<a href="{href}">x</a>', email_id="e", base_url=BASE, secret=SECRET, honeypot=False
+    )
     (link,) = email.template.links
-    assert link.destination == "https://shop.example/p?a=1&currency=EUR&region=eu&not=1&timestamp=2&section=x&y=3"
+    assert (
+        link.destination
+        == "https://shop.example/p?a=1&currency=EUR&region=eu&not=1&timestamp=2&section=x&y=3"
+    )
 
 
 # Issue 18.2: hostile attribute soups. The href rewritten is the one a browser follows (the
@@ -383,7 +388,7 @@ ATTRIBUTE_SOUPS = [
     '<a x"href="https://evil.example/" href="https://good.example/">x</a>',
     "<a x'href='https://evil.example/' href='https://good.example/'>x</a>",
     '<a href="https://good.example/" href="https://evil.example/">x</a>',
-    '<a HREF=\'https://good.example/\' href="https://evil.example/">x</a>',
+    "<a HREF='https://good.example/' href=\"https://evil.example/\">x</a>",
     '<a title=\'x href="https://evil.example/"\' href="https://good.example/">x</a>',
     '<a data-x=href="https://evil.example/" href="https://good.example/">x</a>',
     '<a =href="https://evil.example/" href="https://good.example/">x</a>',
@@ -392,9 +397,9 @@ ATTRIBUTE_SOUPS = [
     '<a/href="https://good.example/">x</a>',
     '<a href="https://good.example/"href="https://evil.example/">x</a>',
     '<a x=">" href="https://good.example/">x</a>',
-    '<a x=\'"\' href="https://good.example/" y=\'"\'>x</a>',
+    "<a x='\"' href=\"https://good.example/\" y='\"'>x</a>",
     '<a\thref\n=\n"https://good.example/">x</a>',
-    '<a hReF=https://good.example/ href=https://evil.example/>x</a>',
+    "<a hReF=https://good.example/ href=https://evil.example/>x</a>",
     '<a x= href="https://evil.example/" href="https://good.example/">x</a>',
     '<a title=x/ href="https://good.example/">x</a>',
 ]
@@ -417,7 +422,7 @@ def test_the_href_a_browser_follows_is_the_one_signed(tag):
 
 
 def test_a_tag_without_a_usable_href_is_left_alone():
-    for tag in ['<a href>x</a>', '<a href=>x</a>', '<a x="href=https://evil.example/">x</a>']:
+    for tag in ["<a href>x</a>", "<a href=>x</a>", '<a x="href=https://evil.example/">x</a>']:
         email = Instrumenter(tag, email_id="e", base_url=BASE, secret=SECRET)
         assert email.template.links == [] and email.render("u") == tag + pixel_img(email.pixel_url("u"))
 
@@ -456,6 +461,211 @@ def test_cli_prints_the_warnings(tmp_path, monkeypatch, capsys):
     assert main([*args, "--recipients", str(recipients), "--jsonl"]) == 0
     err = capsys.readouterr().err.splitlines()
     assert err[0] == (
-        "mailpixel: warning: line 1: link 'https://user@bad.example/' left alone: /click would refuse it (userinfo)"
+        "mailpixel: warning: line 1: link 'https://user@bad.example/' left alone: "
+        "/click would refuse it (userinfo)"
     )
     assert len(err) == 2 and err[1].startswith("mailpixel: e1: 1 recipients")
+
+
+# The honeypot (issue 17.1): one signed link per recipient, hidden, with `hp=1`.
+NEWSLETTER = (FIXTURES / "newsletter.html").read_text(encoding="utf-8")
+HONEYPOT_BLOCK = re.compile(r'<div aria-hidden="true" style="[^"]*"><a href="([^"]*)"[^>]*></a></div>')
+
+
+def test_the_honeypot_is_one_signed_hidden_link_and_the_only_difference():
+    kwargs = {"email_id": "dec", "base_url": BASE, "secret": SECRET, "t": 1_767_225_600}
+    with_it = Instrumenter(NEWSLETTER, **kwargs).render("ada")
+    without = Instrumenter(NEWSLETTER, **kwargs, honeypot=False).render("ada")
+    (block,) = HONEYPOT_BLOCK.finditer(with_it)
+    assert with_it.replace(block.group(0), "") == without
+    assert with_it.index(block.group(0)) < with_it.index("<img") < with_it.index("</body>")
+    assert 'tabindex="-1" aria-hidden="true"' in block.group(0)
+    assert "display:none" in block.group(0) and "mso-hide:all" in block.group(0)
+    url = html.unescape(block.group(1))
+    pairs = pairs_of(urlsplit(url).query)
+    assert verify(pairs, [SECRET]) == (True, "ok")
+    params = dict(pairs)
+    assert (params["hp"], params["user_id"], params["email_id"], params["t"]) == (
+        "1",
+        "ada",
+        "dec",
+        "1767225600",
+    )
+    # The destination is the email's first link; the signature is `sign` over the same
+    # parameters plus hp=1, as the /click side builds them.
+    assert params["url"].startswith("https://www.plantshop.example/guides/winter-care?")
+    unsigned = {k: v for k, v in params.items() if k != "sig"}
+    assert params["sig"] == sign(unsigned, SECRET)
+
+
+def test_the_honeypot_signer_matches_sign_with_hp_added():
+    signer = ClickSigner(BASE, "dec", SECRET, None, scoped=False)
+    plain = dict(pairs_of(urlsplit(signer.url("https://a.example/", "ada")).query))
+    trap = dict(pairs_of(urlsplit(signer.url("https://a.example/", "ada", honeypot=True)).query))
+    plain.pop("sig")
+    assert trap.pop("sig") == sign({**plain, "hp": "1"}, SECRET)
+    assert trap == {**plain, "hp": "1"}
+
+
+def test_email_scoped_honeypot_leaves_the_user_to_the_merge_tag():
+    email = Instrumenter(NEWSLETTER, email_id="dec", base_url=BASE, secret=SECRET, email_scoped=True)
+    (block,) = HONEYPOT_BLOCK.finditer(email.render("{{id}}"))
+    url = html.unescape(block.group(1))
+    assert url.endswith("&user_id={{id}}")
+    pairs = [(n, v) for n, v in pairs_of(urlsplit(url).query) if n != "user_id"]
+    assert ("hp", "1") in pairs and verify(pairs, [SECRET]) == (True, "ok")
+
+
+def test_no_honeypot_without_links_or_in_a_short_email():
+    """A short HTML part with an image is scored by its length by SpamAssassin
+    (HTML_IMAGE_ONLY_*): the honeypot goes only into emails longer than that."""
+    no_links = "<body>" + "<p>words</p>" * 400 + "</body>"
+    assert not HONEYPOT_BLOCK.search(
+        Instrumenter(no_links, email_id="e", base_url=BASE, secret=SECRET).render("u")
+    )
+    short = '<body><p>Hi</p><a href="https://a.example/">a</a></body>'
+    email = Instrumenter(short, email_id="e", base_url=BASE, secret=SECRET)
+    assert not email.rendered("u").honeypot and not HONEYPOT_BLOCK.search(email.render("u"))
+    padded = short.replace("<p>Hi</p>", "<p>Hi</p>" * 400)
+    assert Instrumenter(padded, email_id="e", base_url=BASE, secret=SECRET).rendered("u").honeypot
+
+
+# Consent per recipient (issue 17.6) and the summary (17.5).
+def test_consent_per_recipient(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("MAILPIXEL_SIGNING_SECRETS", SECRET)
+    recipients = tmp_path / "list.csv"
+    recipients.write_text("user_id,tracking\nu1,all\nu2,Clicks\nu3,none\nu4, ALL \n", encoding="utf-8")
+    out = tmp_path / "out"
+    assert main([*INSTRUMENT, "--recipients", str(recipients), "--out-dir", str(out)]) == 0
+    pages = [(out / f"00000{n}.html").read_bytes() for n in range(1, 5)]
+    email = Instrumenter(TEXT, email_id="e1", base_url=BASE, secret=SECRET)
+    assert pages[0] == email.render("u1").encode("utf-8", errors="surrogateescape")
+    assert b"/pixel?" not in pages[1] and pages[1].count(b"/click?") == len(TRACKED) + 1
+    assert pages[1] == email.render("u2", "clicks").encode("utf-8", errors="surrogateescape")
+    assert pages[2] == SOURCE  # the email as written, byte for byte
+    assert b"/pixel?" in pages[3]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary == {
+        "email_id": "e1",
+        "recipients": 4,
+        "tracked_opens": 2,
+        "tracked_clicks": 3,
+        "untracked": 1,
+        "honeypots": 3,
+        "over_gmail_clip": 0,
+        "warnings": [],
+    }
+    assert capsys.readouterr().err == (
+        "mailpixel: e1: 4 recipients: 2 tracked for opens (pixel), 3 for clicks (links), 1 untracked; "
+        "honeypot in 3\n"
+    )
+
+
+def test_consent_column_named_by_flag(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("MAILPIXEL_SIGNING_SECRETS", SECRET)
+    recipients = tmp_path / "list.csv"
+    recipients.write_text("user_id,tracking,pixel_ok\nu1,none,clicks\n", encoding="utf-8")
+    assert (
+        main([*INSTRUMENT, "--recipients", str(recipients), "--jsonl", "--consent-column", "pixel_ok"]) == 0
+    )
+    page = json.loads(capsys.readouterr().out)["html"]
+    assert "/click?" in page and "/pixel?" not in page
+    assert main([*INSTRUMENT, "--recipients", str(recipients), "--jsonl", "--consent-column", "opt"]) == 2
+    assert capsys.readouterr().err == "mailpixel: the recipients CSV has no opt column (--consent-column)\n"
+
+
+@pytest.mark.parametrize("value", ["yes", "", "al"])
+def test_an_unknown_consent_value_names_its_row_before_anything_is_written(
+    tmp_path, monkeypatch, capsys, value
+):
+    monkeypatch.setenv("MAILPIXEL_SIGNING_SECRETS", SECRET)
+    recipients = tmp_path / "list.csv"
+    recipients.write_text(f"user_id,tracking\nu1,all\nu2,{value}\n", encoding="utf-8")
+    out = tmp_path / "out"
+    assert main([*INSTRUMENT, "--recipients", str(recipients), "--out-dir", str(out)]) == 2
+    assert not out.exists()
+    assert capsys.readouterr().err == (
+        f"mailpixel: {recipients}: row 2 (line 3): tracking {value!r} ({len(value)} characters) "
+        "is not one of all, clicks, none\n"
+    )
+
+
+def test_instrument_rows_returns_the_counts():
+    from mailpixel.ops.instrument_cli import InstrumentSummary, instrument_rows
+
+    email = Instrumenter(TEXT, email_id="e1", base_url=BASE, secret=SECRET)
+    written: list[tuple[int, str]] = []
+    rows = [({"user_id": "a"}, "all"), ({"user_id": "b"}, "none"), ({"user_id": "c"}, "clicks")]
+    summary = instrument_rows(email, rows, lambda n, row, page: written.append((n, row["user_id"])), "e1")
+    assert summary == InstrumentSummary(
+        email_id="e1", recipients=3, tracked_opens=1, tracked_clicks=2, untracked=1, honeypots=2
+    )
+    assert written == [(1, "a"), (2, "b"), (3, "c")]
+
+
+# Pixel placement and Gmail's clipping (issue 17.8).
+def test_pixel_at_the_top_goes_right_after_the_body_start_tag():
+    email = Instrumenter(
+        TEXT, email_id="e1", base_url=BASE, secret=SECRET, pixel_position="top", honeypot=False
+    )
+    out = email.render("u")
+    pixel = pixel_img(email.pixel_url("u"))
+    assert out.index(pixel) == out.index('<BODY style="margin:0">') + len('<BODY style="margin:0">')
+    bottom = Instrumenter(TEXT, email_id="e1", base_url=BASE, secret=SECRET, honeypot=False).render("u")
+    assert out.replace(pixel, "") == bottom.replace(pixel, "")
+
+
+def test_pixel_at_the_top_without_a_body_goes_at_the_end_with_a_warning():
+    email = Instrumenter(
+        '<p><a href="https://x.example/">x</a></p>',
+        email_id="e",
+        base_url=BASE,
+        secret=None,
+        pixel_position="top",
+    )
+    assert email.render("u").endswith(pixel_img(email.pixel_url("u")))
+    assert email.warnings == ["no <body> start tag: the pixel goes at the end"]
+
+
+def test_cli_warns_per_recipient_over_gmails_clipping_size(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("MAILPIXEL_SIGNING_SECRETS", SECRET)
+    big = tmp_path / "big.html"
+    filler = "<p>" + "x" * 100 + "</p>\n"
+    # Just under the limit before instrumenting: the pixel and the links push it over.
+    body = '<a href="https://x.example/">x</a>'
+    big.write_text(
+        "<html><body>" + body + filler * (101_500 // len(filler)) + "</body></html>", encoding="utf-8"
+    )
+    recipients = tmp_path / "list.csv"
+    recipients.write_text("user_id,tracking\nu1,all\nu2,none\n", encoding="utf-8")
+    out = tmp_path / "out"
+    args = ["instrument", "--html", str(big), "--email-id", "e1", "--base-url", BASE]
+    assert main([*args, "--recipients", str(recipients), "--out-dir", str(out)]) == 0
+    err = capsys.readouterr().err.splitlines()
+    size = (out / "000001.html").stat().st_size
+    assert size > 102_000 > (out / "000002.html").stat().st_size
+    assert err == [
+        f"mailpixel: warning: row 1 (user_id 'u1' (2 characters)): {size:,} bytes, "
+        "over Gmail's clipping size "
+        "(102,000): Gmail clips it; the pixel at the bottom may never load (--pixel-position top)",
+        "mailpixel: e1: 2 recipients: 1 tracked for opens (pixel), 1 for clicks (links), 1 untracked; "
+        "honeypot in 1",
+    ]
+    assert json.loads((out / "summary.json").read_text())["over_gmail_clip"] == 1
+    assert (
+        main([*args, "--recipients", str(recipients), "--out-dir", str(out), "--pixel-position", "top"]) == 0
+    )
+    assert "never load" not in capsys.readouterr().err
+    page = (out / "000001.html").read_text()
+    assert page.index("/pixel?") < page.index("/click?")
+
+
+def test_cli_no_honeypot(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("MAILPIXEL_SIGNING_SECRETS", SECRET)
+    recipients = tmp_path / "list.csv"
+    recipients.write_text("user_id\nu1\n", encoding="utf-8")
+    assert main([*INSTRUMENT, "--recipients", str(recipients), "--jsonl", "--no-honeypot"]) == 0
+    page = json.loads(capsys.readouterr().out)["html"]
+    assert "hp=1" not in page and page == Instrumenter(
+        TEXT, email_id="e1", base_url=BASE, secret=SECRET, honeypot=False
+    ).render("u1")
