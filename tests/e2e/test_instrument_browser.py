@@ -62,7 +62,10 @@ def same_pixels(a: bytes, b: bytes) -> bool:
 
 
 def hrefs(page: Page) -> list[str | None]:
-    return page.eval_on_selector_all("a, area", "els => els.map(e => e.getAttribute('href'))")
+    values: list[str | None] = page.eval_on_selector_all(
+        "a, area", "els => els.map(e => e.getAttribute('href'))"
+    )
+    return values
 
 
 def test_attribute_soups_chromium_follows_the_href_instrument_signs(page: Page) -> None:

@@ -473,9 +473,12 @@ HONEYPOT_BLOCK = re.compile(r'<div aria-hidden="true" style="[^"]*"><a href="([^
 
 
 def test_the_honeypot_is_one_signed_hidden_link_and_the_only_difference():
-    kwargs = {"email_id": "dec", "base_url": BASE, "secret": SECRET, "t": 1_767_225_600}
-    with_it = Instrumenter(NEWSLETTER, **kwargs).render("ada")
-    without = Instrumenter(NEWSLETTER, **kwargs, honeypot=False).render("ada")
+    with_it, without = (
+        Instrumenter(
+            NEWSLETTER, email_id="dec", base_url=BASE, secret=SECRET, t=1_767_225_600, honeypot=hp
+        ).render("ada")
+        for hp in (True, False)
+    )
     (block,) = HONEYPOT_BLOCK.finditer(with_it)
     assert with_it.replace(block.group(0), "") == without
     assert with_it.index(block.group(0)) < with_it.index("<img") < with_it.index("</body>")
