@@ -18,7 +18,7 @@ from mailpixel.ops.instrument import Instrumenter, attribute_value, trackable
 from mailpixel.pixel.gif import GIF_BYTES
 from tests.conftest import FIXTURES
 from tests.e2e.test_dashboard import CHROMIUM, CHROMIUM_ARGS
-from tests.unit.test_instrument import ATTRIBUTE_SOUPS, ATTRIBUTE_VALUES, GOOD
+from tests.unit.test_instrument import ATTRIBUTE_SOUPS, ATTRIBUTE_VALUES, GOOD, SPLIT_TAG
 
 SECRET = "browser-honeypot-secret"
 BASE = "https://px.example.com"
@@ -71,6 +71,11 @@ def hrefs(page: Page) -> list[str | None]:
 def test_attribute_soups_chromium_follows_the_href_instrument_signs(page: Page) -> None:
     page.set_content("".join(f"<p>{tag}</p>" for tag in ATTRIBUTE_SOUPS))
     assert hrefs(page) == [GOOD] * len(ATTRIBUTE_SOUPS)
+
+
+def test_a_tag_python_reads_differently_has_no_href_in_chromium(page: Page) -> None:
+    page.set_content(SPLIT_TAG)
+    assert hrefs(page) == [None]
 
 
 def test_href_values_chromium_reads_them_as_instrument_decodes_them(page: Page) -> None:

@@ -672,3 +672,17 @@ def test_cli_no_honeypot(tmp_path, monkeypatch, capsys):
     assert "hp=1" not in page and page == Instrumenter(
         TEXT, email_id="e1", base_url=BASE, secret=SECRET, honeypot=False
     ).render("u1")
+
+
+# `x=="'>"`: the standard reads an unquoted value `="'` and ends the tag at the first `>`;
+# Python's tolerant parser takes `==` as one `=` and a quoted value, so it sees an href the
+# browser never does. Where the two disagree on the tag's end, the link is left alone, with a
+# warning (Chromium agrees: tests/e2e/test_instrument_browser.py).
+SPLIT_TAG = '<a x=="\'>" href="https://good.example/">t</a>'
+
+
+def test_a_tag_the_parser_and_browsers_end_differently_is_left_alone_with_a_warning():
+    email = Instrumenter(SPLIT_TAG, email_id="e", base_url=BASE, secret=SECRET, honeypot=False)
+    assert email.template.links == []
+    assert email.warnings == ["line 1: <a> left alone: browsers may read this tag differently"]
+    assert email.render("u") == SPLIT_TAG + pixel_img(email.pixel_url("u"))
