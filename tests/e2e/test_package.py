@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from mailpixel.model.keys import geo_key, geo_pk
 from tests.conftest import package_service, packaged_template
 
 ELF_MACHINE_AARCH64 = 183
@@ -237,3 +238,21 @@ def test_bytecode_names_its_source_under_var_task(packaged: Path):
         compiled = PurePosixPath(pyc)  # <folder>/__pycache__/<module>.cpython-313.pyc
         module = compiled.name.split(".")[0]
         assert source == str(PurePosixPath("/var/task", compiled.parent.parent, f"{module}.py")), pyc
+
+
+@pytest.mark.parametrize("role", ["EnrichRole", "ClickEnrichRole"])
+def test_enrichment_batch_writes_only_geolocation_cache_items(template, role):
+    """Issue 18, item 16: the enrichment roles could BatchWriteItem anywhere in the meta table;
+    they use it only for the geolocation cache (pk `geo#<ip>`)."""
+    meta = [
+        s for s in _role_statements(template, role) if s["Resource"] == [{"Fn::GetAtt": ["MetaTable", "Arn"]}]
+    ]
+    (batch_write,) = [s for s in meta if "dynamodb:BatchWriteItem" in s["Action"]]
+    assert batch_write["Action"] == ["dynamodb:BatchWriteItem"]
+    assert batch_write["Condition"] == {
+        "ForAllValues:StringLike": {"dynamodb:LeadingKeys": [f"{geo_pk.text}*"]}
+    }
+    assert geo_key("203.0.113.9")["pk"]["S"].startswith(geo_pk.text)  # the key the cache writes
+    # Everything else they did on the meta table is still allowed, anywhere in it.
+    (rest,) = [s for s in meta if "Condition" not in s]
+    assert set(rest["Action"]) == {"dynamodb:BatchGetItem", "dynamodb:UpdateItem", "dynamodb:PutItem"}
