@@ -96,12 +96,12 @@ def default(packaged: Path) -> dict[str, Any]:
     return packaged_template(packaged)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def with_certificate_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return package_service(tmp_path_factory.mktemp("package-certificate"), WITH_CERTIFICATE)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def with_zone_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return package_service(tmp_path_factory.mktemp("package-zone"), WITH_ZONE)
 
