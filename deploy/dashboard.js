@@ -63,7 +63,7 @@ function body(stage, region) {
         lambda('Errors', 'WebhooksLambdaFunction', 'webhooks', 'Sum'),
         ['AWS/ApiGateway', '5xx', 'ApiId', ref('HttpApi'), { label: 'API 5xx' }],
         [NAMESPACE, 'signing_secrets_unavailable', { label: 'signing secrets unloadable' }],
-        [NAMESPACE, 'webhook_retry', { label: 'webhook deliveries failed' }],
+        [NAMESPACE, 'webhook_attempt_failed', { label: 'webhook deliveries failed' }],
       ],
       { x: 12, y: 6, label: 'count' },
     ),

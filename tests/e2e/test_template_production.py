@@ -5,8 +5,8 @@ and CloudFormation's conditions are evaluated with the defaults the params gave 
 
 from __future__ import annotations
 
-import inspect
 import json
+import logging
 import re
 import shlex
 import subprocess
@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 
 from mailpixel import secrets
-from mailpixel.logs import METRIC_NAMESPACE
+from mailpixel.logs import METRIC_NAMESPACE, JsonFormatter
+from mailpixel.model.webhooks import Delivery, log_attempt
 from mailpixel.ops.cli import build_parser
-from mailpixel.webhooks import handler as webhooks_handler
 from tests.conftest import ROOT, package_service, packaged_template
 
 CERTIFICATE_ARN = "arn:aws:acm:us-east-1:123456789012:certificate/0f1e2d3c-aaaa-bbbb-cccc-123456789012"
@@ -87,7 +87,7 @@ ALARMS = {
         "WriteThrottleEvents",
         "EventsTable",
     ),
-    "WebhookFailuresAlarm": ("alarm-webhook-failures", METRIC_NAMESPACE, "webhook_retry", None),
+    "WebhookFailuresAlarm": ("alarm-webhook-failures", METRIC_NAMESPACE, "webhook_attempt_failed", None),
 }
 
 
@@ -271,15 +271,24 @@ def test_the_signing_secrets_alarm_reads_the_pixels_own_metric(default):
 
 
 def test_webhook_failures_are_counted_from_the_webhooks_log(default):
-    metric_filter = default["Resources"]["WebhookRetryMetricFilter"]["Properties"]
+    metric_filter = default["Resources"]["WebhookFailureMetricFilter"]["Properties"]
     assert metric_filter["LogGroupName"] == {"Ref": "WebhooksLogGroup"}
-    (logged,) = re.findall(r'\$\.message = "(\w+)"', metric_filter["FilterPattern"])
-    assert f'"{logged}"' in inspect.getsource(webhooks_handler)  # the line each failed delivery logs
+    # The line the webhooks function writes for a failed delivery, as it reaches CloudWatch Logs.
+    lines: list[str] = []
+    capture = logging.Handler()
+    capture.emit = lambda record: lines.append(JsonFormatter().format(record))  # type: ignore[method-assign]
+    log = logging.getLogger("webhook_failures_test")
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    log.addHandler(capture)
+    log_attempt(log, "click_r1", Delivery(error="timeout"), 3, delay=120)
+    log_attempt(log, "click_r2", Delivery(status=204), 1)
+    failed, delivered = (json.loads(line)["message"] for line in lines)
+    (matched,) = re.findall(r'^\{ \$\.message = "(\w+)" \}$', metric_filter["FilterPattern"])
+    assert matched == failed != delivered
     (transformation,) = metric_filter["MetricTransformations"]
-    assert (transformation["MetricNamespace"], transformation["MetricName"]) == (
-        METRIC_NAMESPACE,
-        "webhook_retry",
-    )
+    assert (transformation["MetricNamespace"], transformation["MetricName"]) == (METRIC_NAMESPACE, failed)
+    assert transformation["MetricValue"] == "1"
 
 
 def test_alarm_topic_is_the_stacks_own_or_the_one_given(default, with_certificate, with_zone):
