@@ -141,3 +141,33 @@ def test_busy_port_is_a_clear_error(tmp_path):
         )
     assert result.returncode == 2
     assert "in use" in result.stderr and "PORT" in result.stderr
+
+
+def test_a_burst_of_sigterm_and_sigint_stops_promptly_and_leaves_nothing(tmp_path):
+    """Issue 18 item 17: a signal arriving while the handler of the one before still runs must
+    not hang `mailpixel run` (a handler that takes a lock deadlocks on itself), and DynamoDB
+    Local must stop with it. Signals are sent alternately, many times, as fast as Python can:
+    some land inside the previous handler."""
+    stack = Stack(tmp_path / "data")
+    stack.start()
+    assert stack.process is not None
+    pid = stack.process.pid
+    try:
+        for _ in range(3000):
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                try:
+                    os.kill(pid, signum)
+                except ProcessLookupError:  # it has already stopped: that is the point
+                    break
+        code = stack.process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        stack.process.kill()
+        stack.process.wait(timeout=10)
+        raise AssertionError("mailpixel run hung on a burst of SIGTERM and SIGINT") from None
+    finally:
+        time.sleep(0.5)  # DynamoDB Local gets SIGTERM from PR_SET_PDEATHSIG at worst
+        leftovers = processes_mentioning(str(tmp_path / "data"))
+        for leftover in leftovers:
+            os.kill(leftover, signal.SIGKILL)
+    assert code == 0
+    assert leftovers == [], "DynamoDB Local outlived mailpixel run"

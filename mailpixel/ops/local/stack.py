@@ -188,7 +188,33 @@ class DynamoDBLocal:
             process.wait(timeout=10)
 
 
-def _serve(settings: Settings, ready: Callable[[str], None], stop: threading.Event) -> None:
+class StopRequest:
+    """What a SIGINT or SIGTERM handler sets, and what the main thread waits on.
+
+    A signal handler runs in the main thread between two bytecodes, and runs again, nested,
+    when another signal arrives while it runs. A handler that takes a lock (`Event.set()`
+    does) then waits for a lock its own thread holds: `mailpixel run` hung for ever, and
+    DynamoDB Local stayed up (issue 18). So the handler only assigns an attribute, and the
+    main thread polls it: a stop is seen within `poll` seconds.
+    """
+
+    def __init__(self, poll: float = 0.1) -> None:
+        self.signum: int | None = None
+        self.poll = poll
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        self.signum = signum  # one store: no lock, nothing that can block or raise
+
+    @property
+    def requested(self) -> bool:
+        return self.signum is not None
+
+    def wait(self) -> None:
+        while self.signum is None:
+            time.sleep(self.poll)
+
+
+def _serve(settings: Settings, ready: Callable[[str], None], stop: StopRequest) -> None:
     from werkzeug.serving import make_server
 
     from mailpixel.api.app import create_api_app
@@ -229,13 +255,9 @@ def run_stack(settings: Settings) -> int:
         raise LocalStackError(f"port {settings.port} is in use; set PORT to another port")
     data_dir = private_dir(Path(settings.data_dir))  # opens, the fallback, failures: owner only
     database = DynamoDBLocal(settings.dynamodb_port, data_dir / "dynamodb")
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    stop = StopRequest()
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
     database.start()
     try:
         settings = settings.with_overrides(endpoint_url=database.endpoint_url)
@@ -258,7 +280,8 @@ def run_stack(settings: Settings) -> int:
 
         poller = start_local_enrichment(settings)
         try:
-            _serve(settings, ready, stop)
+            if not stop.requested:  # a Ctrl-C during start-up stops it here
+                _serve(settings, ready, stop)
         finally:
             poller.stop()
     finally:
