@@ -20,10 +20,15 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from mailpixel.config import Settings
 from mailpixel.files import private_dir
 from mailpixel.logs import get_logger
+
+if TYPE_CHECKING:
+    from flask import Flask
+    from werkzeug.serving import BaseWSGIServer
 
 log = get_logger("ops.local.stack")
 ROOT = Path(__file__).resolve().parents[3]
@@ -214,16 +219,29 @@ class StopRequest:
             time.sleep(self.poll)
 
 
-def _serve(settings: Settings, ready: Callable[[str], None], stop: StopRequest) -> None:
+def local_server(settings: Settings) -> tuple[BaseWSGIServer, tuple[Flask, Flask]]:
+    """The pixel and api apps on 127.0.0.1:PORT, as `make run` serves them (not started)."""
     from werkzeug.serving import make_server
 
     from mailpixel.api.app import create_api_app
-    from mailpixel.ops.local.wsgi import combined_app
+    from mailpixel.ops.local.wsgi import access_log_handler, combined_app
     from mailpixel.pixel.app import create_app
-    from mailpixel.web import flush_metrics
 
     apps = (create_app(settings), create_api_app(settings))
-    server = make_server("127.0.0.1", settings.port, combined_app(*apps), threaded=True)
+    server = make_server(
+        "127.0.0.1",
+        settings.port,
+        combined_app(*apps),
+        threaded=True,
+        request_handler=access_log_handler(settings.ip_storage),
+    )
+    return server, apps
+
+
+def _serve(settings: Settings, ready: Callable[[str], None], stop: StopRequest) -> None:
+    from mailpixel.web import flush_metrics
+
+    server, apps = local_server(settings)
     thread = threading.Thread(target=server.serve_forever, name="http", daemon=True)
     thread.start()
     ready(f"http://127.0.0.1:{settings.port}")
