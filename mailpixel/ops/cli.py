@@ -382,6 +382,7 @@ def _add_target(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from mailpixel.ops.clicks_cli import add_parser as add_clicks_command
+    from mailpixel.ops.doctor import add_parser as add_doctor_command
     from mailpixel.ops.instrument_cli import add_parser as add_instrument_command
     from mailpixel.ops.stage import add_base_url_arguments
     from mailpixel.ops.webhooks_cli import add_parser as add_webhooks_command
@@ -443,6 +444,7 @@ def build_parser() -> argparse.ArgumentParser:
     url.set_defaults(func=cmd_url)
 
     add_instrument_command(commands)
+    add_doctor_command(commands)
     add_webhooks_command(commands)
     add_clicks_command(commands, _add_target)
 
