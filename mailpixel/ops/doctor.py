@@ -217,7 +217,10 @@ def check_click(base_url: str) -> Result:
 
     query = urlencode({"email_id": DOCTOR_EMAIL_ID, "user_id": DOCTOR_USER_ID, "url": "https://example.com/"})
     url = f"{base_url}/click?{query}"
-    fix = "deploy this version (an unsigned /click must answer 400, never a redirect)"
+    fix = (
+        "deploy this version (an unsigned /click must answer 400, never a redirect); locally, "
+        "give `make run` the same MAILPIXEL_SIGNING_SECRETS as doctor"
+    )
     try:
         status, headers, _ = fetch(url)
     except OSError as exc:
@@ -343,7 +346,7 @@ def local_checks(settings: Settings) -> Iterable[Result]:
     except Exception as exc:  # noqa: BLE001 - DynamoDB Local not running
         yield Result("tables", False, f"cannot reach DynamoDB Local ({exc})", "start `make run`")
     yield Result("streams", None, "local: `make run`'s stream poller reads the streams (no Lambda mappings)")
-    yield from _http_checks(local_base_url(settings), secret, settings)
+    yield from _http_checks(local_base_url(settings), secret, settings, local=True)
     yield Result("domain", None, "local: no tracking domain")
     yield Result("alarms", None, "local: no alarms")
 
@@ -377,7 +380,7 @@ def stage_checks(settings: Settings, stage: str, client: Callable[[str], Any]) -
     if not base:
         yield Result("stack", False, f"no {BASE_URL_OUTPUT} output", "deploy this version of serverless.yml")
         return
-    yield from _http_checks(base, secret, settings)
+    yield from _http_checks(base, secret, settings, local=False)
     domain = outputs.get(TRACKING_DOMAIN_OUTPUT)
     if domain:
         try:
@@ -390,9 +393,14 @@ def stage_checks(settings: Settings, stage: str, client: Callable[[str], Any]) -
     yield check_alarm_topic(client("sns"), outputs.get(ALARM_TOPIC_OUTPUT))
 
 
-def _http_checks(base_url: str, secret: str | None, settings: Settings) -> Iterable[Result]:
+def _http_checks(base_url: str, secret: str | None, settings: Settings, *, local: bool) -> Iterable[Result]:
     yield check_pixel(base_url, secret, with_time=bool(settings.signature_max_age_days))
-    yield check_click(base_url)
+    if local and secret is None:
+        # README "Click tracking": with no signing secret the local stack follows unsigned
+        # clicks on purpose (AWS never does); there is nothing to refuse here.
+        yield Result("click", None, "no signing secret: the local stack follows unsigned clicks")
+    else:
+        yield check_click(base_url)
     yield check_health(base_url)
 
 
