@@ -4,23 +4,14 @@ boto3 reaches through its own `AWS_ENDPOINT_URL` setting, exactly as it would re
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from mailpixel.ops.local.stack import free_port
+# moto's server on loopback (one module-wide instance answers every AWS service).
+from tests.integration.test_fallback_queue import sqs_endpoint as moto_endpoint
 
-
-@pytest.fixture(scope="module")
-def moto_endpoint() -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
-
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    yield f"http://127.0.0.1:{port}"
-    server.stop()
+__all__ = ["aws_env", "create_stack", "moto_endpoint"]
 
 
 @pytest.fixture

@@ -310,3 +310,20 @@ def test_a_stage_that_is_not_deployed_fails_with_its_fix(capsys):
     assert "ResourceNotFoundException" in lines["tables"]
     assert "cannot read the CloudFormation stack mailpixel-nowhere" in lines["stack"]
     assert "npx serverless deploy --stage nowhere" in lines["stack"]
+
+
+def test_without_a_secret_the_local_stack_passes_and_its_click_check_is_skipped(settings, table):
+    """README "Click tracking": with no signing secret the local stack follows unsigned clicks on
+    purpose, so doctor does not fail it for that; everything else is still checked."""
+    settings = settings.with_overrides(port=free_port())
+    server, _ = local_server(settings)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        results = by_name(doctor.local_checks(settings))
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
+    assert all(r.ok is not False for r in results.values()), [r.line() for r in results.values()]
+    assert results["click"].ok is None and "follows unsigned clicks" in results["click"].detail
+    assert results["pixel"].ok is True and "unsigned" in results["pixel"].detail
