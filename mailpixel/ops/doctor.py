@@ -60,11 +60,13 @@ class Parameter:
 
 def stage_parameters(stage: str) -> list[Parameter]:
     """The SSM parameters of a stage, as serverless.yml names them by default."""
+    from mailpixel.ops.stage import parameter_name
+
     return [
-        Parameter(f"/mailpixel/{stage}/signing-secrets", True, "signing secrets"),
-        Parameter(f"/mailpixel/{stage}/api-keys", True, "API keys"),
-        Parameter(f"/mailpixel/{stage}/ipinfo-token", False, "ipinfo token (optional)"),
-        Parameter(f"/mailpixel/{stage}/webhook", False, "webhook URL,SECRET (optional)"),
+        Parameter(parameter_name(stage, "signing-secrets"), True, "signing secrets"),
+        Parameter(parameter_name(stage, "api-keys"), True, "API keys"),
+        Parameter(parameter_name(stage, "ipinfo-token"), False, "ipinfo token (optional)"),
+        Parameter(parameter_name(stage, "webhook"), False, "webhook URL,SECRET (optional)"),
     ]
 
 
@@ -358,6 +360,7 @@ def stage_checks(settings: Settings, stage: str, client: Callable[[str], Any]) -
         BASE_URL_OUTPUT,
         TRACKING_DOMAIN_OUTPUT,
         StageError,
+        stack_name,
         stack_outputs,
     )
 
@@ -366,7 +369,7 @@ def stage_checks(settings: Settings, stage: str, client: Callable[[str], Any]) -
     yield result
     signing = values.get(parameters[0].name, "")
     secret = signing.split(",")[0].strip() or None
-    names = [f"mailpixel-{stage}-{kind}" for kind in ("events", "meta", "clicks")]
+    names = [f"{stack_name(stage)}-{kind}" for kind in ("events", "meta", "clicks")]
     tables, arns = check_tables(client("dynamodb"), names, (names[0], names[2]))
     yield tables
     if arns:

@@ -36,6 +36,12 @@ def stack_outputs(stage: str, cloudformation: Any) -> dict[str, str]:
     return {o["OutputKey"]: o["OutputValue"] for s in stacks for o in s.get("Outputs", [])}
 
 
+def parameter_name(stage: str, kind: str) -> str:
+    """An SSM parameter of the stage as serverless.yml names it by default (`params.default`):
+    `signing-secrets`, `api-keys`, `ipinfo-token`, `webhook`."""
+    return f"/{SERVICE}/{stage}/{kind}"
+
+
 def local_base_url(settings: Settings) -> str:
     """Where `make run` answers."""
     return f"http://127.0.0.1:{settings.port}"

@@ -10,8 +10,10 @@ import boto3
 import pytest
 
 from mailpixel.config import Settings
+from mailpixel.model.webhooks import verify
 from mailpixel.ops.cli import main
 from mailpixel.ops.stage import BASE_URL_OUTPUT, StageError, base_url
+from tests.integration.test_webhooks import Receiver, receiver  # noqa: F401 - the receiver fixture
 from tests.moto_aws import aws_env, create_stack, moto_endpoint  # noqa: F401 - fixtures
 
 DOMAIN = "https://t.example.com"
@@ -68,3 +70,17 @@ def test_a_stage_without_the_output_or_stack_is_a_one_line_error(deployed, capsy
         base_url(Settings.from_env(), stage=f"{deployed}-bare")
     assert main(["url", "--email-id", "e1", "--user-id", "u1", "--stage", "nowhere"]) == 2
     assert "cannot read the CloudFormation stack mailpixel-nowhere" in capsys.readouterr().err
+
+
+def test_webhooks_test_with_a_stage_posts_to_that_stages_target(aws_env, receiver, capsys, monkeypatch):  # noqa: F811
+    """`webhooks test --stage S` reads the target the deployed webhooks function reads."""
+    monkeypatch.setenv("MAILPIXEL_WEBHOOK_URL", "http://127.0.0.1:9/not-this-one")
+    monkeypatch.setenv("MAILPIXEL_WEBHOOK_SECRET", "not-this-one")
+    boto3.client("ssm").put_parameter(
+        Name="/mailpixel/hooks/webhook", Type="SecureString", Value=f"{receiver},stage-secret"
+    )
+    assert main(["webhooks", "test", "--stage", "hooks"]) == 0
+    answer = json.loads(capsys.readouterr().out)
+    assert answer["url"] == receiver and answer["delivered"] is True
+    (request,) = Receiver.received
+    assert verify("stage-secret", request["headers"]["Mailpixel-Signature"], request["body"])
