@@ -137,6 +137,9 @@ class Settings:
     webhook_queue_url: str | None = None
     # In AWS, webhooks are sent only when deployed with `--param="webhooks=on"`.
     webhooks: Switch = "off"
+    # Webhooks for clicks on email-scoped links (README "Email-scoped signatures"): off, since
+    # their user id is not signed and anyone holding such a link can set it to anyone.
+    webhook_scoped_clicks: Switch = "off"
     # Under `serverless offline` (it sets IS_OFFLINE): serverless.yml's environment, made for
     # AWS, is read as the local stack's (see `from_env`), and API Gateway's request id, the
     # same on every request there, is not trusted (handler.py).
@@ -213,5 +216,8 @@ class Settings:
             webhook_parameter=_optional(env, "MAILPIXEL_WEBHOOK_PARAMETER"),
             webhook_queue_url=_optional(env, "MAILPIXEL_WEBHOOK_QUEUE_URL"),
             webhooks=_choice(env, "MAILPIXEL_WEBHOOKS", SWITCH, d.webhooks),
+            webhook_scoped_clicks=_choice(
+                env, "MAILPIXEL_WEBHOOK_SCOPED_CLICKS", SWITCH, d.webhook_scoped_clicks
+            ),
             offline=offline,
         )

@@ -290,11 +290,13 @@ def run_stack(settings: Settings) -> int:
         print(EXPOSED_WARNING.format(port=database.port), flush=True)
 
         def ready(local_url: str) -> None:
+            from mailpixel.enrich.webhooks import webhooks_status
             from mailpixel.ops.stage import base_url
 
             # MAILPIXEL_BASE_URL (a tunnel to this machine, say): the links a sender would make.
             print(f"mailpixel is serving on {local_url}", flush=True)
             print(f"Pixel URL: {sample_pixel_url(settings, base_url(settings))}", flush=True)
+            print(webhooks_status(settings), flush=True)
             print("Press Ctrl-C to stop.", flush=True)
 
         from mailpixel.ops.local.stream_poller import start_local_enrichment
