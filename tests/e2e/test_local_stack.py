@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 from mailpixel.ops.local.stack import free_port
@@ -17,18 +18,22 @@ from tests.pixel_asserts import assert_gif_bytes
 BIN = Path(sys.executable).parent
 
 
-def processes_mentioning(text: str) -> list[int]:
-    found = []
+def live_processes() -> Iterator[tuple[int, int, str]]:
+    """(pid, process group, command line) of every process that is not a zombie."""
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()
             cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
+        except (OSError, IndexError):
             continue
-        if text in cmdline:
-            found.append(int(entry.name))
-    return found
+        if state[0] != "Z":
+            yield int(entry.name), int(state[2]), cmdline
+
+
+def processes_mentioning(text: str) -> list[int]:
+    return [pid for pid, _, cmdline in live_processes() if text in cmdline]
 
 
 class Stack:

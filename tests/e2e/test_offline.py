@@ -21,6 +21,7 @@ from mailpixel.config import Settings
 from mailpixel.ops.local.stack import free_port
 from mailpixel.ops.local.tables import ensure_tables
 from mailpixel.signing import make_click_url, make_url
+from tests.e2e.test_local_stack import live_processes
 from tests.pixel_asserts import assert_gif_bytes
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,17 +32,7 @@ STRAY = ("wsgi_handler.py", "serverless_wsgi.py", ".serverless-wsgi")
 
 def group_members(pgid: int) -> list[str]:
     """Command lines of the live processes in a process group."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            if fields[0] != "Z" and int(fields[2]) == pgid:
-                found.append((entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"))
-        except (OSError, IndexError, ValueError):
-            continue
-    return found
+    return [cmdline for _, group, cmdline in live_processes() if group == pgid]
 
 
 class Offline:
