@@ -109,6 +109,8 @@ def test_run_serves_stores_stops_cleanly_and_keeps_data(tmp_path):
         assert {"client", "machine_open", "geo", "enriched_at"} <= set(row), row
         assert row["geo"]["source"] == "reserved"  # loopback is never sent to a provider
         assert "Enriching new opens" in "".join(stack.output)
+        # Issue 16: `mailpixel doctor` passes on the stack `make run` starts (cli() checks exit 0).
+        assert stack.cli("doctor").splitlines()[-1] == "all checks passed"
         # Issue 11: DynamoDB Local cannot be bound to loopback, and the banner says so; the data
         # directory is its owner's only.
         warning = next(line for line in stack.output if line.startswith("WARNING: DynamoDB Local"))
