@@ -99,6 +99,14 @@ def check_parameters(ssm: Any, parameters: Sequence[Parameter]) -> tuple[Result,
     return Result("secrets", True, "; ".join(seen)), values
 
 
+def _first_secret(value: str) -> str | None:
+    """The secret that signs, from a parameter's "S1,S2" (as the pixel reads it)."""
+    from mailpixel.secrets import parse_secrets
+
+    secrets = parse_secrets(value)
+    return secrets[0] if secrets else None
+
+
 def check_local_secrets(settings: Settings) -> tuple[Result, str | None]:
     """The local stack reads its secrets from the environment (or an SSM parameter, if named)."""
     if settings.signing_secrets_parameter:
@@ -106,8 +114,7 @@ def check_local_secrets(settings: Settings) -> tuple[Result, str | None]:
         from mailpixel.aws import ssm_client
 
         result, values = check_parameters(ssm_client(settings), [Parameter(name, True, "signing secrets")])
-        secret = values[name].split(",")[0].strip() if name in values else None
-        return result, secret
+        return result, _first_secret(values.get(name, ""))
     signing = len(settings.signing_secrets)
     keys = len(settings.api_keys)
     detail = (
@@ -367,8 +374,7 @@ def stage_checks(settings: Settings, stage: str, client: Callable[[str], Any]) -
     parameters = stage_parameters(stage)
     result, values = check_parameters(client("ssm"), parameters)
     yield result
-    signing = values.get(parameters[0].name, "")
-    secret = signing.split(",")[0].strip() or None
+    secret = _first_secret(values.get(parameters[0].name, ""))
     names = [f"{stack_name(stage)}-{kind}" for kind in ("events", "meta", "clicks")]
     tables, arns = check_tables(client("dynamodb"), names, (names[0], names[2]))
     yield tables
