@@ -23,7 +23,7 @@ from mailpixel.model.clicks import ClickEvent
 from mailpixel.model.keys import email_pk, engaged_sk, meta_key, recipients_key
 from mailpixel.model.query import BadQuery
 from mailpixel.ops.cli import main
-from tests.conftest import target_args
+from tests.conftest import all_items, target_args
 from tests.integration.test_aggregates import (
     expected_from_events,
     make_events,
@@ -271,3 +271,84 @@ def test_forget_user_removes_their_engaged_markers(store, ddb, settings):
         assert "Item" in ddb.get_item(TableName=settings.meta_table, Key=key)
         Eraser(ddb, settings.table, settings.meta_table, settings.clicks_table).forget_user(user)
         assert "Item" not in ddb.get_item(TableName=settings.meta_table, Key=key)
+
+
+CHROME = (
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/131.0.0.0 Safari/537.36"
+)
+OUTLOOK = "Mozilla/4.0 (compatible; ms-office; MSOffice 16)"
+
+
+def test_rates_over_real_pixel_and_click_requests_and_both_enrichments(settings, ddb, table, ipinfo):
+    """Every open and click goes through the real `/pixel` and `/click`, the stream and the
+    real classification: Apple's prefetch (its /8, a bare UA), a person in Outlook, a Safe Links
+    fetch from Microsoft's EOP range and a Proofpoint fetch (scanners), and people's clicks."""
+    import time
+
+    from mailpixel.enrich.clicks import build_click_handler
+    from mailpixel.enrich.geo.providers import IpinfoProvider
+    from mailpixel.enrich.handler import build_handler
+    from mailpixel.ops.local.stream_poller import StreamPoller
+    from mailpixel.pixel.app import create_app
+    from mailpixel.signing import make_click_url, make_url
+    from tests.signed_urls import NEW
+
+    signed = settings.with_overrides(signing_secrets=(NEW,))
+    client = create_app(signed).test_client()
+    issued = int(time.time()) - 3600  # sent an hour ago: no click is "too fast"
+
+    def fetch(url: str, ua: str, ip: str, status: int) -> None:
+        response = client.get(
+            url.removeprefix("https://px.example"),
+            headers={"User-Agent": ua},
+            environ_base={"REMOTE_ADDR": ip},
+        )
+        assert response.status_code == status
+
+    def opened(user: str, ua: str, ip: str) -> None:
+        fetch(make_url("https://px.example", "e1", user, NEW, t=issued), ua, ip, 200)
+
+    def clicked(user: str, ua: str, ip: str) -> None:
+        fetch(
+            make_click_url("https://px.example", "e1", user, "https://shop.example/a", NEW, t=issued),
+            ua,
+            ip,
+            302,
+        )
+
+    opened("apple-only", "Mozilla/5.0", "17.58.101.9")  # Apple's prefetch, the only open
+    opened("reader", OUTLOOK, "81.2.69.142")  # a person
+    opened("reader", OUTLOOK, "81.2.69.142")  # … twice: one opener
+    opened("scanned", CHROME, "40.107.22.35")  # Safe Links / EOP fetching the image
+    clicked("apple-only", CHROME, "81.2.69.150")  # the person behind the prefetch clicks
+    clicked("reader", CHROME, "81.2.69.142")
+    clicked("scanned", CHROME, "67.231.150.12")  # Proofpoint's range: a scanner (probable)
+
+    provider = IpinfoProvider(ipinfo.url, timeout=1.0)
+    opens = build_handler(settings, ddb=ddb, provider=provider, backoff_sleep_limit_seconds=0)
+    clicks = build_click_handler(settings, ddb=ddb, provider=provider, backoff_sleep_limit_seconds=0)
+    StreamPoller(settings, opens, ddb=ddb).wait_idle()
+    StreamPoller(settings, clicks, ddb=ddb, table=settings.clicks_table).wait_idle()
+
+    record_recipients(MetaTable.of(ddb, settings), "e1", 5, 4, 5)
+    got = stats.email_stats(ddb, settings.meta_table, "e1")
+    assert (got["opens"], got["machine_opens"], got["clicks"], got["machine_clicks"]) == (4, 2, 3, 1)
+    assert (got["unique_human_openers"], got["unique_human_clickers"], got["estimated_human_openers"]) == (
+        1,
+        2,
+        2,
+    )
+    values = {name: rate["value"] for name, rate in got["rates"].items()}
+    assert values == {
+        "open_rate": 0.25,  # reader / 4 tracked
+        "estimated_human_open_rate": 0.5,  # reader and apple-only (a click implies an open) / 4
+        "click_rate": 0.4,  # reader and apple-only / 5
+        "click_to_open_rate": 2.0,
+        "machine_open_share": 0.5,  # the prefetch and the EOP fetch of 4 opens
+        "machine_click_share": round(1 / 3, 4),  # Proofpoint's fetch of 3 clicks
+    }
+    # Proofpoint's range is weaker evidence, and the stored click says so.
+    (proofpoint,) = [c for c in all_items(ddb, settings.clicks_table) if c["user_id"] == "scanned"]
+    assert proofpoint["evidence"]["rule"] == "scanner_range:proofpoint"
+    assert proofpoint["evidence"]["range_certainty"] == "probable"
