@@ -1,4 +1,5 @@
 """The query API: JSON under /api, behind a bearer key. The dashboard reads only this.
+It writes one thing: an email's recipient counts (`PUT …/recipients`), the rates' denominators.
 
 Registered by `create_api_app` (the api function's own app). Its DynamoDB client (normal
 timeouts, not the pixel's fast one) and the API keys from SSM are made on the first /api
@@ -251,6 +252,27 @@ def recent() -> Response:
         limit=_int_arg("limit", 50, 1, MAX_LIMIT),
     )
     return jsonify(emails=emails)
+
+
+@bp.put("/emails/<id:email_id>/recipients")
+def put_recipients(email_id: str) -> Response:
+    """Record how many recipients the email went to and how many were tracked, for senders who
+    instrument in code or through an ESP; replaces what was recorded (`ddb.recipients`)."""
+    from mailpixel.ddb.recipients import FIELDS, MetaTable, checked_counts, record_recipients
+
+    body: Any = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise BadQuery('send a JSON object such as {"sent": 1000, "tracked_opens": 950}')
+    unknown = sorted(set(body) - set(FIELDS))
+    if unknown:
+        raise BadQuery(f"unknown field(s) {', '.join(unknown)[:80]}; give {', '.join(FIELDS)}")
+    if "sent" not in body:
+        raise BadQuery("sent is required")
+    # Tracked counts left out mean every recipient was tracked, as with the CLI.
+    counts = checked_counts(*(body.get(name, body["sent"]) for name in FIELDS))
+    state = _state()
+    table = MetaTable.of(state.client, state.settings)
+    return jsonify(record_recipients(table, _id(email_id, "email_id"), **counts))
 
 
 @bp.get("/emails/<id:email_id>/stats")

@@ -1,7 +1,7 @@
 """The read side of the aggregates: what the API, the dashboard and `mailpixel stats` show.
 
-Each answer is a bounded number of requests: an email's stats one GetItem (and one Query of
-its links' click counters), a per-day series
+Each answer is a bounded number of requests: an email's stats one BatchGetItem (its counters
+and its recipient counts) and one Query of its links' click counters, a per-day series
 one Query (one per shard of `all` for every email together), a user's stats one Query of the
 `by_user` index, the recent emails one Query per day plus one BatchGetItem per 100 emails.
 """
@@ -9,11 +9,13 @@ one Query (one per shard of `all` for every email together), a user's stats one 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from mailpixel.ddb.batch import batch_get
 from mailpixel.ddb.codec import plain_item
+from mailpixel.ddb.recipients import recipients_of
 from mailpixel.ddb.store import paged
 from mailpixel.model.counters import CLIENT_PREFIX, COUNTERS, COUNTRY_PREFIX, MACHINE_PREFIX, PROXY_PREFIX
 from mailpixel.model.keys import (
@@ -25,6 +27,7 @@ from mailpixel.model.keys import (
     emails_on_day_pk,
     link_sk,
     meta_key,
+    recipients_key,
 )
 from mailpixel.model.query import BadQuery, named_time_bound
 
@@ -56,42 +59,76 @@ def shape(item: Mapping[str, Any]) -> dict[str, Any]:
     return result
 
 
+@dataclass(frozen=True)
+class Rate:
+    """A rate the stats show: `numerator / denominator`, both fields of the stats (a dotted name
+    reads inside `recipients`), rounded to 4 places; None while the denominator is unknown or 0."""
+
+    name: str
+    numerator: str
+    denominator: str
+
+    @property
+    def formula(self) -> str:
+        return f"{self.numerator} / {self.denominator}"
+
+    def value(self, stats: Mapping[str, Any]) -> float | None:
+        numerator, denominator = _field(stats, self.numerator), _field(stats, self.denominator)
+        return round(numerator / denominator, 4) if denominator else None
+
+
+def _field(stats: Mapping[str, Any], name: str) -> int:
+    value: Any = stats
+    for part in name.split("."):
+        value = value.get(part) if isinstance(value, Mapping) else None
+    return int(value or 0)
+
+
+# Written once: the API's `rates` (which `mailpixel stats` and the dashboard show) give these
+# names and formulas; openapi.yaml describes each (a contract test checks the formulas match),
+# and README "Rates" says why each divides by what it does.
+RATES = (
+    Rate("open_rate", "unique_human_openers", "recipients.tracked_opens"),
+    Rate("estimated_human_open_rate", "estimated_human_openers", "recipients.tracked_opens"),
+    Rate("click_rate", "unique_human_clickers", "recipients.tracked_clicks"),
+    Rate("click_to_open_rate", "unique_human_clickers", "unique_human_openers"),
+    Rate("machine_open_share", "machine_opens", "opens"),
+    Rate("machine_click_share", "machine_clicks", "clicks"),
+)
+
+
 def empty_email_stats(email_id: str) -> dict[str, Any]:
-    return {
+    stats = {
         **shape({}),
         "email_id": email_id,
         "unique_openers": 0,
         "unique_human_openers": 0,
+        "estimated_human_openers": 0,
         "unique_clickers": 0,
         "unique_human_clickers": 0,
         "first_open_at": None,
         "first_human_open_at": None,
         "last_open_at": None,
-        "click_to_open_rate": None,
+        "recipients": None,
     }
+    return with_rates(stats)
 
 
 def with_rates(stats: dict[str, Any]) -> dict[str, Any]:
-    """`click_to_open_rate`: unique human clickers over unique human openers (machine opens and
-    scanner clicks would only blur it), None before the first human open. It can pass 1 when
-    people click in a client that blocked the images."""
-    openers = int(stats.get("unique_human_openers") or 0)
-    clickers = int(stats.get("unique_human_clickers") or 0)
-    stats["click_to_open_rate"] = round(clickers / openers, 4) if openers else None
+    """`rates`: each of RATES with its value and formula. Machine opens and scanner clicks are
+    left out of every human figure, since they would only blur it. `click_to_open_rate` is also
+    kept at the top level, where it was first shown."""
+    stats["rates"] = {rate.name: {"value": rate.value(stats), "formula": rate.formula} for rate in RATES}
+    stats["click_to_open_rate"] = stats["rates"]["click_to_open_rate"]["value"]
     return stats
 
 
 def email_stats(client: DynamoDBClient, table: str, email_id: str) -> dict[str, Any]:
-    """An email's aggregates in one GetItem, and its links' click counts in one Query; zeros
-    when nothing has been counted yet."""
-    response = client.get_item(
-        TableName=table, Key=meta_key(email_pk(email_id), STATS_SK), ConsistentRead=True
-    )
-    stats = empty_email_stats(email_id)
-    if "Item" in response:
-        stats.update(shape(plain_item(response["Item"])))
+    """An email's aggregates and recipient counts in one BatchGetItem, and its links' click
+    counts in one Query; zeros when nothing has been counted yet."""
+    stats = _batch_stats(client, table, [email_id], every=True)[email_id]
     stats["links"] = email_links(client, table, email_id)
-    return with_rates(stats)
+    return stats
 
 
 def email_links(client: DynamoDBClient, table: str, email_id: str) -> list[dict[str, Any]]:
@@ -240,10 +277,25 @@ def recent_emails(
     return rows[:limit]
 
 
-def _batch_stats(client: DynamoDBClient, table: str, email_ids: list[str]) -> dict[str, dict[str, Any]]:
-    found: dict[str, dict[str, Any]] = {}
-    for item in batch_get(client, table, [meta_key(email_pk(e), STATS_SK) for e in email_ids]):
+def _batch_stats(
+    client: DynamoDBClient, table: str, email_ids: list[str], *, every: bool = False
+) -> dict[str, dict[str, Any]]:
+    """Stats of each email with a stats item (`every`: of each email, zeros if need be), with
+    its recipient counts and rates, from one strongly consistent read of both items."""
+    keys = [key for e in email_ids for key in (meta_key(email_pk(e), STATS_SK), recipients_key(e))]
+    counted: dict[str, dict[str, Any]] = {}
+    recipients: dict[str, dict[str, int] | None] = {}
+    for item in batch_get(client, table, keys, consistent=True):
         row = plain_item(item)
-        email_id = str(row["email_id"])
-        found[email_id] = with_rates({**empty_email_stats(email_id), **shape(row)})
+        email_id = email_pk.value_of(str(row["pk"]))
+        if row["sk"] == STATS_SK:
+            counted[email_id] = shape(row)
+        else:
+            recipients[email_id] = recipients_of(row)
+    found: dict[str, dict[str, Any]] = {}
+    for email_id in email_ids:
+        if email_id in counted or every:
+            stats = {**empty_email_stats(email_id), **counted.get(email_id, {})}
+            stats["recipients"] = recipients.get(email_id)
+            found[email_id] = with_rates(stats)
     return found

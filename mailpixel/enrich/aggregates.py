@@ -12,6 +12,9 @@ Everything here is written per *batch* of stream records, never per open on a sh
    event* first made the user an opener (`seen_by`, and `human_seen_by` for a person), set with
    `if_not_exists`. A batch adds one unique opener when the marker names an event this batch
    counts, so the opener is counted exactly when (and as often as) that event is: once.
+   The marker `email#ID / engaged#USER` does the same for the union of human openers and human
+   clickers (`engaged_update`): opens and clicks both set it, so a person who opened and
+   clicked adds one `estimated_human_openers`, whichever came first.
 3. **First and last open** (`bound_updates`): conditional `SET`s that only move a bound
    outwards, once per email per batch. min and max are idempotent and commutative, so replays
    and out-of-order records leave them right.
@@ -52,6 +55,7 @@ from mailpixel.model.keys import (
     day_sk,
     email_pk,
     emails_on_day_pk,
+    engaged_sk,
     link_sk_of,
     meta_key,
     opener_sk,
@@ -314,6 +318,8 @@ class Openers:
 
     all: Counter[str] = field(default_factory=Counter)
     human: Counter[str] = field(default_factory=Counter)
+    # Users new to the union of human openers and human clickers (`engaged_update`).
+    engaged: Counter[str] = field(default_factory=Counter)
 
 
 def counter_transaction(
@@ -339,6 +345,7 @@ def counter_transaction(
         if item.key["sk"]["S"] == STATS_SK:
             email_id = email_pk.value_of(item.key["pk"]["S"])
             adds.update({kind.unique[0]: openers.all[email_id], kind.unique[1]: openers.human[email_id]})
+            adds[ESTIMATED_HUMAN_OPENERS] += openers.engaged[email_id]
         amounts = {name: n for name, n in adds.items() if n}
         items.append({"Update": update(settings.meta_table, item.key, sets=item.sets, adds=amounts)})
     return items
@@ -368,6 +375,30 @@ def opener_update(
     )
     args["ReturnValues"] = "ALL_NEW"
     return args
+
+
+# --- Estimated human openers: "a click implies an open" (Braze, MailBlue) ---------------------
+# The stats item's count of users who opened *or* clicked the email as a person: the human
+# openers plus the human clickers whose every open was a machine's (Apple's prefetch) or was
+# never seen (images blocked). Each such user is counted once through the `engaged#USER` marker.
+ESTIMATED_HUMAN_OPENERS = "estimated_human_openers"
+
+
+def engaged_claim(kind: Kind, event_key: str) -> str:
+    """How the `engaged#USER` marker names the event that made the user a human opener or
+    clicker: the kind first, since an open and a click can share a sort key."""
+    return f"{kind.name}:{event_key}"
+
+
+def engaged_update(
+    settings: Settings, email_id: str, user_id: str, kind: Kind, human_key: str, *, now: float | None = None
+) -> dict[str, Any]:
+    """`update_item` arguments naming the human event `human_key` (of `kind`) as the one that
+    put the user in the union, unless an earlier event (open or click) already did; the caller
+    adds one estimated human opener when the marker after the update names this event."""
+    return opener_update(
+        settings, email_id, user_id, engaged_claim(kind, human_key), None, marker=engaged_sk, now=now
+    )
 
 
 def bound_updates(

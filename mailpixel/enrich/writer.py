@@ -43,6 +43,8 @@ from mailpixel.enrich.aggregates import (
     Openers,
     bound_updates,
     counter_transaction,
+    engaged_claim,
+    engaged_update,
     item_keys,
     opener_update,
     sum_counters,
@@ -279,7 +281,18 @@ class EnrichmentWriter:
 
             return run
 
-        return openers, [call(pair) for pair in firsts]
+        def engaged(pair: tuple[str, str]) -> Callable[[], None]:
+            # The union of human openers and clickers, counted once per user as the opener is.
+            def run() -> None:
+                first = min(humans[pair])
+                args = engaged_update(self.settings, pair[0], pair[1], self.kind, first)
+                after = plain_item(RETRY.call(lambda: self.client.update_item(**args))["Attributes"])
+                if after.get("seen_by") in {engaged_claim(self.kind, key) for key in humans[pair]}:
+                    openers.engaged[pair[0]] += 1
+
+            return run
+
+        return openers, [*(call(pair) for pair in firsts), *(engaged(pair) for pair in humans)]
 
     def _bound_calls(self, group: _Group) -> list[Callable[[], None]]:
         """First/last open and first human open of each email over every event seen (counted

@@ -20,6 +20,10 @@ Meta table (MetaTable), `pk` / `sk`:
 - `email#ID / webhook_open#USER`: the first human open by USER was sent to the webhook.
 - `email#ID / clicker#USER`: the unique-clicker marker.
 - `email#ID / link#HASH`: one destination's click counters (`url`, `clicks`, `human_clicks`).
+- `email#ID / engaged#USER`: USER opened or clicked the email as a person (the union behind
+  `estimated_human_openers`: a click implies an open).
+- `email#ID / recipients`: how many recipients the email was sent to and how many of them were
+  tracked for opens and for clicks (`mailpixel.ddb.recipients`), the denominators of the rates.
 - `batch#TOKEN / batch`: the idempotency marker of one enrichment batch's counter transaction.
 - `geo#IP / geo`: the shared geolocation cache (with `MAILPIXEL_IP_STORAGE=truncated|none`, IP
   is the address's /24 or /48 network, never the full address).
@@ -48,6 +52,7 @@ STATS_SK = "stats"
 ALL_PK = "all"
 ALL_SHARDS = 8
 BATCH_SK = "batch"
+RECIPIENTS_SK = "recipients"
 GEO_SK = "geo"
 
 Key = dict[str, dict[str, str]]
@@ -100,6 +105,9 @@ webhook_open_sk = Prefix("webhook_open#")
 clicker_sk = Prefix("clicker#")
 # `email#ID / link#HASH`: the clicks on one destination of the email (`link_sk_of`).
 link_sk = Prefix("link#")
+# `email#ID / engaged#USER`: USER opened or clicked the email as a person (opens and clicks
+# both set it; the first event to do so is named, so the user is counted once).
+engaged_sk = Prefix("engaged#")
 user_pk = Prefix("user#")
 batch_pk = Prefix("batch#")
 geo_pk = Prefix("geo#")
@@ -123,6 +131,10 @@ def link_sk_of(url: str) -> str:
 
 def batch_key(token: str) -> Key:
     return meta_key(batch_pk(token), BATCH_SK)
+
+
+def recipients_key(email_id: str) -> Key:
+    return meta_key(email_pk(email_id), RECIPIENTS_SK)
 
 
 def geo_key(ip: str) -> Key:

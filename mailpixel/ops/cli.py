@@ -183,7 +183,8 @@ def progress(
     draw(final=True)
 
 
-# `mailpixel stats` in a table: opens, then clicks, then the breakdowns, then one line per link.
+# `mailpixel stats` in a table: opens, then clicks, recipients, one line per rate with its
+# formula, then the breakdowns, then one line per link.
 STATS_ORDER = (
     "email_id",
     "opens",
@@ -199,7 +200,9 @@ STATS_ORDER = (
     "machine_clicks",
     "unique_clickers",
     "unique_human_clickers",
-    "click_to_open_rate",
+    "estimated_human_openers",
+    "recipients",
+    "rates",
 )
 
 
@@ -217,12 +220,21 @@ def stats_lines(result: dict[str, Any]) -> list[tuple[str, str]]:
     """(name, value) lines of an email's stats: figures, breakdown maps (largest first), and a
     `link` line per destination (human clicks, all clicks, URL), most human clicks first."""
     names = [n for n in STATS_ORDER if n in result]
-    names += [n for n in result if n not in STATS_ORDER and n != "links"]
+    # The top-level click_to_open_rate is shown among the rates.
+    names += [n for n in result if n not in STATS_ORDER and n not in ("links", "click_to_open_rate")]
     lines = []
     for name in names:
         value = result[name]
-        if name == "click_to_open_rate":
-            text = rate_text(value)
+        if name == "rates":
+            for rate, shown in value.items():
+                lines.append((rate, f"{rate_text(shown['value'])}  = {shown['formula']}"))
+            continue
+        if name == "recipients":
+            text = (
+                ", ".join(f"{k} {v}" for k, v in value.items())
+                if value
+                else "- (not recorded: mailpixel recipients --email-id E --sent N)"
+            )
         elif isinstance(value, dict):
             text = ", ".join(f"{k} {v}" for k, v in sorted(value.items(), key=lambda kv: -kv[1])) or "-"
         else:
@@ -250,6 +262,22 @@ def cmd_stats(args: argparse.Namespace) -> int:
     width = max(len(name) for name, _ in lines) + 2
     for name, text in lines:
         print(f"{name:<{width}}{text}")
+    return 0
+
+
+def cmd_recipients(args: argparse.Namespace) -> int:
+    from mailpixel.aws import dynamodb_client
+    from mailpixel.ddb.recipients import MetaTable, record_recipients
+
+    settings = _settings(args)
+    recorded = record_recipients(
+        MetaTable.of(dynamodb_client(settings), settings),
+        args.email_id,
+        args.sent,
+        args.sent if args.tracked_opens is None else args.tracked_opens,
+        args.sent if args.tracked_clicks is None else args.tracked_clicks,
+    )
+    print(json.dumps(recorded, sort_keys=True))
     return 0
 
 
@@ -414,6 +442,22 @@ def build_parser() -> argparse.ArgumentParser:
     stats.add_argument("--format", choices=("table", "json"), default="table")
     _add_target(stats)
     stats.set_defaults(func=cmd_stats)
+
+    recipients = commands.add_parser(
+        "recipients",
+        help="record how many recipients an email was sent to and how many were tracked (the "
+        "rates' denominators); replaces what was recorded before",
+    )
+    recipients.add_argument("--email-id", required=True)
+    recipients.add_argument("--sent", type=int, required=True, help="recipients the email was sent to")
+    recipients.add_argument(
+        "--tracked-opens", type=int, help="recipients whose copy carried the pixel (default: --sent)"
+    )
+    recipients.add_argument(
+        "--tracked-clicks", type=int, help="recipients whose links were rewritten (default: --sent)"
+    )
+    _add_target(recipients)
+    recipients.set_defaults(func=cmd_recipients)
 
     replay = commands.add_parser("replay", help="write opens kept in the fallback back into the table")
     replay.add_argument("--file", help="fallback file (default: DATA_DIR/fallback/pending.jsonl)")

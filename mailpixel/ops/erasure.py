@@ -7,7 +7,8 @@ What a user's data is, by the data model's contract:
 - for each email they opened, the unique-opener marker `email#<email_id>` / `opener#<user_id>`;
 - their clicks (the clicks table's `by_user` index) and, for each email they clicked, the
   unique-clicker marker `email#<email_id>` / `clicker#<user_id>`; for each email they opened or
-  clicked, the webhook marker `email#<email_id>` / `webhook_open#<user_id>`.
+  clicked, the webhook marker `email#<email_id>` / `webhook_open#<user_id>` and the human-engaged
+  marker `email#<email_id>` / `engaged#<user_id>`.
 Per-email and per-day counts are anonymous numbers and stay as they are.
 
 An email's data is its events (the table's partition), its clicks, and every meta item under
@@ -46,6 +47,7 @@ from mailpixel.model.keys import (
     Key,
     clicker_sk,
     email_pk,
+    engaged_sk,
     event_key,
     meta_key,
     opener_sk,
@@ -117,6 +119,7 @@ class Eraser:
         # The markers that name the user go before the clicks that lead to them.
         markers = [
             *(meta_key(email_pk(e), webhook_open_sk(user_id)) for e in sorted(emails | clicked)),
+            *(meta_key(email_pk(e), engaged_sk(user_id)) for e in sorted(emails | clicked)),
             *(meta_key(email_pk(e), clicker_sk(user_id)) for e in sorted(clicked)),
         ]
         for page in _pages(markers):

@@ -288,6 +288,60 @@ def test_hostile_ids_are_shown_as_text_never_run(page: Page, server: str, store,
     assert rate(page) == 1.0 and page.inner_text('[data-metric="click_to_open_rate"]') == "100%"
 
 
+def shown_rates(page: Page) -> dict[str, tuple[float | None, str]]:
+    """Each rate card: (its value, None for a dash) and the formula printed under it."""
+    cards = page.locator("[data-rate]").evaluate_all(
+        """nodes => nodes.map(n => [n.dataset.rate, n.dataset.value ?? null, n.textContent,
+            document.querySelector(`[data-formula="${n.dataset.rate}"]`).textContent])"""
+    )
+    result: dict[str, tuple[float | None, str]] = {}
+    for name, value, text, formula in cards:
+        assert (value is None) == (text == "–"), (name, value, text)
+        result[str(name)] = (None if value is None else float(value), str(formula))
+    return result
+
+
+def test_rates_are_the_apis_with_their_formulas_and_recipients(page: Page, server: str, ddb, settings):
+    from mailpixel.ddb.recipients import MetaTable, record_recipients
+
+    record_recipients(MetaTable.of(ddb, settings), "newsletter-november", 60, 50, 60)
+    page.goto(server + "/dashboard")
+    page.fill("#key", KEY)
+    page.click("#login-form button")
+    loaded = wait_loaded(page)
+    # The overview sums emails: rates over recipients belong to one email, so they are not shown.
+    assert page.locator("#rates-panel").is_hidden()
+    recent = api(page, server, "/api/emails?days=30&limit=100")["emails"]
+    open_rates = page.locator("#recent tbody tr").evaluate_all(
+        "rows => rows.map(r => [r.dataset.emailId, r.querySelector('td.open-rate').dataset.value])"
+    )
+    assert [(e, float(v) if v else None) for e, v in open_rates] == [
+        (e["email_id"], e["rates"]["open_rate"]["value"]) for e in recent
+    ]
+    assert dict(open_rates)["newsletter-november"] and not dict(open_rates)["product-launch"]
+
+    page.select_option("#email", "newsletter-november")
+    loaded = wait_loaded(page, loaded, title="newsletter-november")
+    stats = api(page, server, "/api/emails/newsletter-november/stats")
+    assert page.locator("#rates-panel").is_visible()
+    expected = {name: (rate["value"], rate["formula"]) for name, rate in stats["rates"].items()}
+    expected.pop("click_to_open_rate")  # its own card, with the clicks
+    assert shown_rates(page) == expected
+    assert expected["open_rate"] == (
+        round(stats["unique_human_openers"] / 50, 4),
+        "unique_human_openers / recipients.tracked_opens",
+    )
+    assert page.inner_text("#recipients") == "sent to 60 · tracked for opens 50 · for clicks 60"
+
+    # No recipients recorded: a dash for each rate over them, the shares still shown.
+    page.select_option("#email", "product-launch")
+    wait_loaded(page, loaded, title="product-launch")
+    rates = shown_rates(page)
+    assert [rates[n][0] for n in ("open_rate", "estimated_human_open_rate", "click_rate")] == [None] * 3
+    assert rates["machine_click_share"][0] == round(4 / 13, 4)
+    assert page.inner_text("#recipients").startswith("no recipient counts recorded")
+
+
 def outage(page, pattern: str, message: str) -> None:
     """API requests matching `pattern` answer 503 with the API's JSON error."""
     body = json.dumps({"error": "unavailable", "message": message})

@@ -142,9 +142,14 @@ def test_the_public_pixel_cannot_read_opens_or_api_keys(template):
     assert "signing-secrets" in json.dumps(ssm["Resource"]) and "api-keys" not in json.dumps(ssm["Resource"])
     drain = _role_statements(template, "DrainRole")  # verifies quarantined opens
     assert "signing-secrets" in json.dumps([s for s in drain if s["Action"] == ["ssm:GetParameter"]])
-    api = _actions(_role_statements(template, "ApiRole"))
+    api_statements = _role_statements(template, "ApiRole")
+    api = _actions(api_statements)
     assert {"dynamodb:Query", "dynamodb:GetItem", "dynamodb:BatchGetItem"} <= api
-    assert not api & {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "sqs:SendMessage"}
+    assert not api & {"dynamodb:UpdateItem", "dynamodb:DeleteItem", "sqs:SendMessage"}
+    # Its one write, recipient counts (PUT /api/emails/{id}/recipients), reaches the meta table
+    # only: the API can never write an open or a click.
+    (put,) = [s for s in api_statements if "dynamodb:PutItem" in s["Action"]]
+    assert put["Action"] == ["dynamodb:PutItem"] and put["Resource"] == [{"Fn::GetAtt": ["MetaTable", "Arn"]}]
 
 
 def test_query_api_and_dashboard_routes_integrate_with_the_api_function(template):

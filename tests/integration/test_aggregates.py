@@ -255,10 +255,10 @@ def test_every_meta_item_expires_and_user_items_name_the_user(store, ddb, settin
         assert isinstance(item["expires_at"], int) and item["expires_at"] > datetime.now(UTC).timestamp(), (
             item
         )
-        if item["pk"].startswith("user#") or item["sk"].startswith("opener#"):
-            assert (
-                item["user_id"] == item["pk"].removeprefix("user#")
-                or item["sk"] == f"opener#{item['user_id']}"
+        if item["pk"].startswith("user#") or item["sk"].startswith(("opener#", "engaged#")):
+            assert item["user_id"] == item["pk"].removeprefix("user#") or item["sk"] in (
+                f"opener#{item['user_id']}",
+                f"engaged#{item['user_id']}",
             )
     kinds = {(i["pk"].split("#")[0], i["sk"].split("#")[0]) for i in items}
     assert kinds == {
@@ -267,6 +267,7 @@ def test_every_meta_item_expires_and_user_items_name_the_user(store, ddb, settin
         ("all", "day"),
         ("emails", "email"),
         ("email", "opener"),
+        ("email", "engaged"),  # human openers: the estimated human openers' union (issue 17)
         ("batch", "batch"),
     }
 
@@ -376,8 +377,11 @@ def test_a_batch_writes_each_counter_item_once_with_no_per_open_transaction(stor
     assert len(keys) == len(set(keys)) == 4  # email stats, email day, one `all` shard, emails-on-day
     updates = Counter(p["TableName"] for name, p in calls if name == "UpdateItem")
     assert updates[settings.table] == 100  # one claim per event
-    # one opener marker per user; first, last and first human open
-    assert updates[settings.meta_table] == 70 + 3
+    # one opener marker per user, one engaged marker per user with a human open (issue 17's
+    # estimated human openers); first, last and first human open
+    people = {e.user_id for e in events if not enrichment(e).get("machine_open")}
+    assert 0 < len(people) < 70
+    assert updates[settings.meta_table] == 70 + len(people) + 3
     got = stats.email_stats(ddb, settings.meta_table, "e1")
     assert (got["opens"], got["unique_openers"]) == (100, 70)
 

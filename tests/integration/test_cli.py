@@ -149,7 +149,8 @@ def test_stats_shows_clicks_the_rate_first_human_open_and_links(store, ddb, sett
     assert table["clicks"] == "7" == str(figures["clicks"])
     assert table["human_clicks"] == "4" == str(figures["human_clicks"])
     assert table["unique_human_clickers"] == "3" == str(figures["unique_human_clickers"])
-    assert figures["click_to_open_rate"] == 0.75 and table["click_to_open_rate"] == "0.75 (75.00%)"
+    assert figures["click_to_open_rate"] == 0.75
+    assert table["click_to_open_rate"] == "0.75 (75.00%)  = unique_human_clickers / unique_human_openers"
     assert table["first_human_open_at"] == "2026-11-24T10:00:00.000Z" == figures["first_human_open_at"]
     assert table["first_open_at"] == "2026-11-24T09:00:00.000Z"
     # One line per destination, most human clicks first, as the API orders them.
@@ -172,5 +173,6 @@ def test_stats_of_an_email_with_nothing_counted(table, capsys, settings):
     assert main(["stats", "--email-id", "nothing", *target_args(settings)]) == 0
     table_out = dict(line.split(None, 1) for line in capsys.readouterr().out.splitlines())
     assert table_out["opens"] == "0" and table_out["clicks"] == "0"
-    assert table_out["click_to_open_rate"] == "-" and table_out["first_human_open_at"] == "-"
+    assert table_out["click_to_open_rate"] == "-  = unique_human_clickers / unique_human_openers"
+    assert table_out["first_human_open_at"] == "-"
     assert table_out["links"] == "-"

@@ -171,6 +171,41 @@ def test_stats_with_click_aggregates_and_links_are_documented_field_by_field(api
     assert all(undocumented(day, "Counts") == {"date"} for day in daily["days"])
 
 
+def test_recipients_and_rates_are_documented_field_by_field(api):
+    path = "/api/emails/news%2F2026-11/recipients"
+    recorded = api.put(path, json={"sent": 10, "tracked_opens": 6, "tracked_clicks": 8}, headers=AUTH)
+    assert recorded.status_code == 200
+    check("/api/emails/{email_id}/recipients", "put", 200, recorded.get_json())
+    refused = api.put(path, json={"sent": 1, "tracked_opens": 2}, headers=AUTH)
+    assert refused.status_code == 400
+    check("/api/emails/{email_id}/recipients", "put", 400, refused.get_json())
+    assert api.put(path, json={"sent": 1}).status_code == 401
+
+    stats = api.get("/api/emails/news%2F2026-11/stats", headers=AUTH).get_json()
+    check("/api/emails/{email_id}/stats", "get", 200, stats)
+    assert stats["recipients"] == {"sent": 10, "tracked_opens": 6, "tracked_clicks": 8}
+    # Three people opened (real enrichment); the seeded clicks: 2 human clickers, 4 of 7 by machines.
+    values = {name: rate["value"] for name, rate in stats["rates"].items()}
+    assert values == {
+        "open_rate": 0.5,
+        "estimated_human_open_rate": 0.5,
+        "click_rate": 0.25,
+        "click_to_open_rate": 0.6667,
+        "machine_open_share": 0.0,
+        "machine_click_share": 0.5714,
+    }
+    schemas = DOCUMENT["components"]["schemas"]
+    rates = schemas["EmailStats"]["allOf"][1]["properties"]["rates"]
+    assert set(stats["rates"]) == set(rates["properties"]) == set(rates["required"])
+    # Each rate's description opens with the formula the answer gives.
+    for name, rate in stats["rates"].items():
+        assert rates["properties"][name]["description"].startswith(f"`{rate['formula']}`")
+    assert undocumented(stats["recipients"], "Recipients") == set()
+    (row,) = api.get("/api/emails", headers=AUTH).get_json()["emails"]
+    check("/api/emails", "get", 200, {"emails": [row]})
+    assert row["rates"] == stats["rates"]
+
+
 def test_no_human_opener_is_a_null_rate_the_document_allows(api, ddb, settings):
     seed_click_aggregates(
         ddb, settings.meta_table, "no-opens", {"https://a.example/": (1, 0)}, clickers=1, human_clickers=1

@@ -47,6 +47,40 @@ def test_every_shipped_file_names_its_source_and_date():
         # Networks only with a source to cite; an owner without one says so and ships none.
         assert ranges.networks or ranges.source.startswith("no published list"), ranges.owner
         assert ranges.category in {"proxy", "scanner"}
+        assert ranges.certainty in r.CERTAINTIES, ranges.owner
+    # Vendors whose isolation products put people behind their networks: a match is weaker.
+    assert {o for o, s in loaded.sets.items() if s.certainty == r.PROBABLE} == {"proofpoint", "mimecast"}
+
+
+def test_mimecast_ships_its_regional_spf_netblocks():
+    mimecast = r.IpRanges.load().sets["mimecast"]
+    assert "_netblocks.mimecast.com" in mimecast.source and mimecast.as_of == "2021-07-15"
+    networks = {str(n) for n in mimecast.networks}
+    # One per region: US, CA, EU, DE, ZA, AU.
+    assert {"205.139.110.0/24", "170.10.145.0/24", "195.130.217.0/24", "62.140.7.0/24"} <= networks
+    assert {"41.74.192.0/22", "103.13.69.0/24"} <= networks and len(networks) == 43
+
+
+@pytest.mark.parametrize(
+    ("ip", "owner", "doubt"),
+    [
+        ("205.139.110.7", "mimecast", "probable"),
+        ("67.231.144.9", "proofpoint", "probable"),
+        ("40.94.89.19", "microsoft_defender", None),
+        ("209.222.80.1", "barracuda", None),
+    ],
+)
+def test_a_scanner_range_match_records_how_certain_it_is(ip, owner, doubt):
+    from mailpixel.enrich.classify.clicks import classify_click
+    from mailpixel.enrich.classify.machine import classify
+
+    chrome = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0"
+    ranges = r.shipped_ranges()
+    click = classify_click(chrome, ip, {"name": "Chrome"}, ranges)
+    opened = classify(chrome, ip, {"name": "Chrome"}, ranges).evidence()
+    for evidence in (click.evidence, opened):
+        assert evidence["range_owner"] == owner
+        assert evidence.get("range_certainty") == doubt
 
 
 def test_longest_prefix_wins():

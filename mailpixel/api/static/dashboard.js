@@ -99,11 +99,26 @@
     if (typeof value === "number") node.dataset.value = String(value);
   }
 
-  function setRate(name, rate) {
-    const node = document.querySelector(`[data-metric="${name}"]`);
+  function setRate(name, rate, attribute = "data-metric") {
+    const node = document.querySelector(`[${attribute}="${name}"]`);
     node.textContent = pct(rate);
     if (typeof rate === "number") node.dataset.value = String(rate);
     else delete node.dataset.value;
+  }
+
+  // One email's rates as the API gives them: each value beside the formula it is computed by,
+  // and the recipient counts they divide by (a dash while none are recorded).
+  function showRates(stats) {
+    const rates = stats && stats.rates ? stats.rates : {};
+    for (const node of document.querySelectorAll("[data-rate]")) {
+      const rate = rates[node.dataset.rate] || { value: null, formula: "" };
+      setRate(node.dataset.rate, rate.value, "data-rate");
+      document.querySelector(`[data-formula="${node.dataset.rate}"]`).textContent = rate.formula;
+    }
+    const recipients = stats ? stats.recipients : null;
+    $("#recipients").textContent = recipients
+      ? `sent to ${fmt(recipients.sent)} · tracked for opens ${fmt(recipients.tracked_opens)} · for clicks ${fmt(recipients.tracked_clicks)}`
+      : "no recipient counts recorded (mailpixel recipients, or PUT /api/emails/{id}/recipients)";
   }
 
   // Unique human clickers over unique human openers, as the API computes it (rounded to 4
@@ -242,10 +257,11 @@
     const body = $("#recent tbody");
     body.replaceChildren();
     if (!emails.length) {
-      body.append(el("tr", {}, el("td", { class: "empty", colspan: "7", text: "No opens in this period" })));
+      body.append(el("tr", {}, el("td", { class: "empty", colspan: "8", text: "No opens in this period" })));
     }
     for (const email of emails) {
       const rate = email.click_to_open_rate;
+      const openRate = email.rates ? email.rates.open_rate.value : null;
       const row = el("tr", { "data-email-id": email.email_id },
         el("td", { class: "id", text: email.email_id, title: email.email_id }),
         el("td", { class: "num", text: fmt(email.opens) }),
@@ -253,6 +269,7 @@
         el("td", { class: "num", text: fmt(email.unique_human_openers) }),
         el("td", { class: "num clicks", "data-value": String(email.clicks || 0), text: fmt(email.clicks) }),
         el("td", { class: "num rate", "data-value": typeof rate === "number" ? String(rate) : "", text: pct(rate) }),
+        el("td", { class: "num open-rate", "data-value": typeof openRate === "number" ? String(openRate) : "", text: pct(openRate) }),
         el("td", { text: when(email.last_open_at) }));
       row.addEventListener("click", () => { choose(email.email_id); });
       body.append(row);
@@ -313,6 +330,7 @@
       fillPicker(recent.emails, emailId);
       $("#recent-panel").hidden = Boolean(emailId);
       $("#links-panel").hidden = !emailId;
+      $("#rates-panel").hidden = !emailId;
       if (emailId) {
         const [stats, daily, opens] = await settled([
           api(emailPath(emailId, "stats")),
@@ -324,6 +342,7 @@
         $("#subtitle").textContent = "Figures for the whole life of this email; the chart covers the chosen period.";
         showFigures(stats || {});
         drawLinks(stats ? stats.links || [] : null);
+        showRates(stats);
         drawTimeline(daily ? daily.days : []);
         drawLatest(opens ? opens.items : []);
       } else {

@@ -61,7 +61,12 @@ def classify_click(
     the URL's issue time (None when the URL had no `t`)."""
     ua = (user_agent or "").strip()
     owner = ranges.owner(ip)
-    evidence: dict[str, Any] = {"range_owner": owner, "seconds_since_issue": seconds}
+    # How far the range alone can be trusted (`ranges.CERTAINTIES`), kept beside its owner.
+    evidence: dict[str, Any] = {
+        "range_owner": owner,
+        "range_certainty": ranges.doubt(owner),
+        "seconds_since_issue": seconds,
+    }
 
     def verdict(machine: bool, reason: str | None, rule: str, token: str | None = None) -> ClickVerdict:
         found = {"rule": rule, "ua_token": token, **evidence}

@@ -60,10 +60,16 @@ class Verdict:
     rule: str = "human"
     ua_token: str | None = None  # what in the UA decided, if anything did
     range_owner: str | None = None  # whose published range holds the address, if any
+    range_certainty: str | None = None  # set when that range is weaker evidence (`IpRanges.doubt`)
 
     def evidence(self) -> dict[str, str]:
         """The `evidence` map stored on the event: the rule, and what matched (absent: nothing)."""
-        found = {"rule": self.rule, "ua_token": self.ua_token, "range_owner": self.range_owner}
+        found = {
+            "rule": self.rule,
+            "ua_token": self.ua_token,
+            "range_owner": self.range_owner,
+            "range_certainty": self.range_certainty,
+        }
         return {key: value for key, value in found.items() if value is not None}
 
 
@@ -87,7 +93,7 @@ def classify(user_agent: str | None, ip: str | None, client: Mapping[str, Any], 
     def verdict(
         machine: bool, reason: str | None, proxy: str | None, rule: str, token: str | None = None
     ) -> Verdict:
-        return Verdict(machine, reason, proxy, rule, token, owner)
+        return Verdict(machine, reason, proxy, rule, token, owner, ranges.doubt(owner))
 
     if owner == "apple" and (is_bare(ua) or name == "Apple Mail"):
         return verdict(True, APPLE_MPP, "apple", "apple_mpp", ua if is_bare(ua) and ua else None)

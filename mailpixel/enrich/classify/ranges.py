@@ -1,7 +1,11 @@
 """Published IP ranges of image proxies and mail security scanners, shipped as data files.
 
 Each `mailpixel/enrich/data/ranges-<owner>.txt` holds one network a line under a header of
-`# key: value` lines (owner, category, source, as_of). A network may be followed, after a space,
+`# key: value` lines (owner, category, certainty, source, as_of). `certainty` says how much a
+match alone tells: `published` (the default: the owner publishes these networks for the
+machines in question) or `probable` (the owner's networks, but its list is not one of those
+machines, or real people can be behind them too, as with Proofpoint's and Mimecast's isolation
+products); a click's evidence records it as `range_certainty`. A network may be followed, after a space,
 by the place its owner publishes for it as `country,region,city` (CSV; Apple's iCloud Private
 Relay egress list gives one per prefix): `IpRanges.place` answers it. `mailpixel ranges refresh`
 (`mailpixel/ops/ranges_refresh.py`) rewrites the files whose owner publishes a machine-readable
@@ -22,6 +26,9 @@ from mailpixel.model.ip import parse_ip
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 PREFIX = "ranges-"
+PUBLISHED = "published"
+PROBABLE = "probable"
+CERTAINTIES = (PUBLISHED, PROBABLE)
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 # (country, region, city) as the owner publishes them; any may be "".
@@ -45,6 +52,10 @@ class RangeSet:
     @property
     def as_of(self) -> str:
         return (self.header.get("as_of") or [""])[0]
+
+    @property
+    def certainty(self) -> str:
+        return (self.header.get("certainty") or [PUBLISHED])[0]
 
 
 def parse_range_file(text: str) -> RangeSet:
@@ -151,6 +162,15 @@ class IpRanges:
 
     def category(self, owner: str | None) -> str | None:
         return self.sets[owner].category if owner in self.sets else None
+
+    def certainty(self, owner: str | None) -> str | None:
+        return self.sets[owner].certainty if owner in self.sets else None
+
+    def doubt(self, owner: str | None) -> str | None:
+        """The owner's certainty when it is weaker than published, else None: what evidence
+        records as `range_certainty` (a published range's evidence stays as it was)."""
+        certainty = self.certainty(owner)
+        return certainty if certainty not in (None, PUBLISHED) else None
 
 
 @cache
