@@ -15,6 +15,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Literal, TextIO, get_args
 
 from mailpixel.config import ConfigError, Settings
+from mailpixel.ops.stage import target_settings as _settings
 
 OPEN_COLUMNS = ("opened_at", "email_id", "user_id", "ip", "user_agent", "request_id")
 # The table format shows enrichment in three short columns instead of the raw maps.
@@ -34,24 +35,6 @@ def table_row(row: dict[str, Any]) -> dict[str, Any]:
     if row.get("proxy"):
         kind += f" via {row['proxy']}"
     return {**row, "client": client.get("name"), "open": kind, "country": geo.get("country")}
-
-
-def _settings(args: argparse.Namespace) -> Settings:
-    settings = Settings.from_env(local_default=True)
-    if getattr(args, "stage", None):
-        settings = settings.with_overrides(
-            table=f"mailpixel-{args.stage}-events",
-            meta_table=f"mailpixel-{args.stage}-meta",
-            clicks_table=f"mailpixel-{args.stage}-clicks",
-            endpoint_url=None,
-        )
-    if getattr(args, "table", None):
-        settings = settings.with_overrides(table=args.table)
-    if getattr(args, "meta_table", None):
-        settings = settings.with_overrides(meta_table=args.meta_table)
-    if getattr(args, "endpoint_url", None):
-        settings = settings.with_overrides(endpoint_url=args.endpoint_url)
-    return settings
 
 
 def _store(settings: Settings) -> Any:

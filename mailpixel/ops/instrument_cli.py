@@ -24,7 +24,7 @@ from mailpixel.ops.instrument import (
     TRACKING_VALUES,
     Instrumenter,
 )
-from mailpixel.ops.stage import add_base_url_arguments
+from mailpixel.ops.stage import add_base_url_arguments, target_settings
 from mailpixel.ops.stage import base_url as resolve_base_url
 
 USER_COLUMN = "user_id"
@@ -81,6 +81,14 @@ def add_parser(commands: Any) -> None:
         help=f"the recipients CSV's consent column (default: {CONSENT_COLUMN}, used when present): "
         f"{TRACK_ALL}, {TRACK_CLICKS} (no pixel) or {TRACK_NONE} (the email as written)",
     )
+    parser.add_argument(
+        "--record",
+        action="store_true",
+        help="also record the summary's counts as the email's recipients (the rates' denominators) "
+        "in the local stack's meta table, or --stage's; replaces an earlier record",
+    )
+    parser.add_argument("--meta-table", help="with --record: the meta table (default: MAILPIXEL_META_TABLE)")
+    parser.add_argument("--endpoint-url", help="with --record: the DynamoDB endpoint (default: local)")
     parser.set_defaults(func=cmd_instrument)
 
 
@@ -234,6 +242,13 @@ def cmd_instrument(args: argparse.Namespace) -> int:
 
 def _instrument(args: argparse.Namespace) -> int:
     if args.email_scoped is not None:
+        if args.record:
+            print(
+                "mailpixel: --record needs the recipients; with --email-scoped, record them with "
+                "`mailpixel recipients` or PUT /api/emails/{id}/recipients when the ESP has sent",
+                file=sys.stderr,
+            )
+            return 2
         email = _instrumenter(args, email_scoped=True)
         for warning in email.warnings:
             _warn(warning)
@@ -277,6 +292,34 @@ def _instrument(args: argparse.Namespace) -> int:
                 json.dumps(asdict(summary), indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
             )
     print(f"mailpixel: {summary.line()}", file=sys.stderr)
+    return _record(args, summary) if args.record else 0
+
+
+def _record(args: argparse.Namespace, summary: InstrumentSummary) -> int:
+    """The summary's counts as the email's recipients; the emails are written already, so a
+    failure says how to record them later instead of losing the counts."""
+    from mailpixel.aws import dynamodb_client
+    from mailpixel.ddb.recipients import MetaTable, record_recipients
+
+    settings = target_settings(args)
+    try:
+        record_recipients(
+            MetaTable.of(dynamodb_client(settings), settings),
+            summary.email_id,
+            summary.recipients,
+            summary.tracked_opens,
+            summary.tracked_clicks,
+        )
+    except Exception as exc:  # noqa: BLE001 - botocore's errors and BadQuery: one line for a person
+        print(
+            f"mailpixel: the emails are written, but recording their recipients failed ({exc}); "
+            f"record them later with: mailpixel recipients --email-id {summary.email_id} "
+            f"--sent {summary.recipients} --tracked-opens {summary.tracked_opens} "
+            f"--tracked-clicks {summary.tracked_clicks}",
+            file=sys.stderr,
+        )
+        return 1
+    print(f"mailpixel: recorded as the recipients of {summary.email_id}", file=sys.stderr)
     return 0
 
 

@@ -86,3 +86,23 @@ def add_base_url_arguments(parser: Any) -> None:
         help="make links on this deployed stage's base URL (the CloudFormation output "
         f"{BASE_URL_OUTPUT} of the stack mailpixel-STAGE: the tracking domain when set)",
     )
+
+
+def target_settings(args: Any) -> Settings:
+    """The settings of the tables a command reads or writes: the local stack's, or `--stage`'s
+    (`mailpixel-STAGE-events`, `-meta`, `-clicks` in AWS), each overridden by `--table`,
+    `--meta-table` and `--endpoint-url` where the command has them."""
+    settings = Settings.from_env(local_default=True)
+    stage = getattr(args, "stage", None)
+    if stage:
+        prefix = stack_name(stage)
+        settings = settings.with_overrides(
+            table=f"{prefix}-events",
+            meta_table=f"{prefix}-meta",
+            clicks_table=f"{prefix}-clicks",
+            endpoint_url=None,
+        )
+    for name in ("table", "meta_table", "endpoint_url"):
+        if getattr(args, name, None):
+            settings = settings.with_overrides(**{name: getattr(args, name)})
+    return settings

@@ -10,13 +10,14 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from mailpixel.api import stats
 from mailpixel.api.app import create_api_app
-from mailpixel.ddb.recipients import MetaTable, record_recipients
+from mailpixel.ddb.recipients import FIELDS, MetaTable, record_recipients
 from mailpixel.enrich.aggregates import CLICKS
 from mailpixel.enrich.writer import EnrichmentWriter
 from mailpixel.model.clicks import ClickEvent
@@ -33,6 +34,7 @@ from tests.integration.test_aggregates import (
 from tests.integration.test_click_aggregates import enrich, make_clicks, recount
 from tests.integration.test_click_aggregates import stored as stored_click
 
+FIXTURES = Path(__file__).parent.parent / "fixtures"
 KEY = "rates-key-0123456789"
 AUTH = {"Authorization": f"Bearer {KEY}"}
 DAY = "2026-11-24"
@@ -352,3 +354,38 @@ def test_rates_over_real_pixel_and_click_requests_and_both_enrichments(settings,
     (proofpoint,) = [c for c in all_items(ddb, settings.clicks_table) if c["user_id"] == "scanned"]
     assert proofpoint["evidence"]["rule"] == "scanner_range:proofpoint"
     assert proofpoint["evidence"]["range_certainty"] == "probable"
+
+
+def test_instrument_record_writes_its_summary_as_the_recipients(store, ddb, settings, tmp_path, capsys):
+    """`instrument --record`: the counts the summary prints are the email's recipients, consent
+    included (one recipient tracked fully, one for clicks only, one not at all)."""
+    from mailpixel.ops.local.stack import free_port
+
+    people = tmp_path / "recipients.csv"
+    people.write_text("user_id,tracking\nu1,all\nu2,clicks\nu3,none\n", encoding="utf-8")
+
+    def instrument(out: str, endpoint: str) -> int:
+        return main([
+            "instrument", "--html", str(FIXTURES / "newsletter.html"), "--email-id", "rec-1",
+            "--recipients", str(people), "--out-dir", str(tmp_path / out),
+            "--base-url", "https://t.example.com", "--record",
+            "--endpoint-url", endpoint, "--meta-table", settings.meta_table,
+        ])  # fmt: skip
+
+    assert instrument("out", settings.endpoint_url or "") == 0
+    assert "recorded as the recipients of rec-1" in capsys.readouterr().err
+    got = stats.email_stats(ddb, settings.meta_table, "rec-1")["recipients"]
+    assert {name: got[name] for name in FIELDS} == {"sent": 3, "tracked_opens": 1, "tracked_clicks": 2}
+
+    # Nothing listens on this port: the emails are still written, the exit status says the
+    # record failed, and the message is the command that records the same counts later.
+    assert instrument("again", f"http://127.0.0.1:{free_port()}") == 1
+    err = capsys.readouterr().err
+    assert "mailpixel recipients --email-id rec-1 --sent 3 --tracked-opens 1 --tracked-clicks 2" in err
+    assert len(list((tmp_path / "again").glob("*.html"))) == 3
+
+
+def test_instrument_record_refuses_email_scoped_mode(tmp_path, capsys):
+    args = ["instrument", "--html", str(FIXTURES / "newsletter.html"), "--email-id", "rec-2"]
+    assert main([*args, "--email-scoped", "{{id}}", "--record", "--base-url", "https://t.example.com"]) == 2
+    assert "mailpixel recipients" in capsys.readouterr().err
