@@ -90,9 +90,10 @@ def summary(rows: Iterable[dict[str, Any]]) -> dict[str, Any]:
 
 def cmd_clicks(args: argparse.Namespace) -> int:
     from mailpixel.aws import dynamodb_client
-    from mailpixel.ops.cli import _settings, rate_text, write_rows
+    from mailpixel.ops.cli import rate_text, write_rows
+    from mailpixel.ops.stage import target_settings
 
-    settings = _settings(args)
+    settings = target_settings(args)
     if args.clicks_table:
         settings = settings.with_overrides(clicks_table=args.clicks_table)
     rows = iter_clicks(
