@@ -70,6 +70,23 @@ class PixelParams:
         return int(t) if 0 < len(t) <= MAX_T_DIGITS and t.isascii() and t.isdigit() else None
 
 
+def clean_id(raw: str, name: str, reasons: list[str]) -> str:
+    """An ID as the pixel and `/click` store it: controls and format characters (zero-width
+    spaces, bidi marks) dropped, white space trimmed, cut to the limits of `id_fits`."""
+    value = clean_text(raw, MAX_ID_LENGTH, name, reasons)
+    if not id_fits(value):  # within the characters, past the bytes a key can hold
+        reasons.append(f"truncated:{name}")
+        value = cut_id(value)
+    return value
+
+
+def cleaning_changes(value: str) -> bool:
+    """Whether `clean_id` would store `value` as something else. URL makers refuse such IDs
+    (`signing.require_clean_id`): the URL would be signed for one ID and stored under another
+    (`" alice"` merged with `alice`, out of reach of `forget --user-id " alice"`)."""
+    return clean_id(value, "", []) != value
+
+
 def parse_pixel_params(get_all: Mapping[str, Sequence[str]]) -> PixelParams:
     """Clean the parameters. A repeated parameter keeps its first value, as most frameworks do."""
     params = PixelParams()
@@ -78,11 +95,7 @@ def parse_pixel_params(get_all: Mapping[str, Sequence[str]]) -> PixelParams:
         if len(values) > 1:
             params.reasons.append(f"repeated:{name}")
         raw = values[0] if values else ""
-        value = clean_text(raw, MAX_ID_LENGTH, name, params.reasons)
-        if not id_fits(value):  # within the characters, past the bytes a key can hold
-            params.reasons.append(f"truncated:{name}")
-            value = cut_id(value)
-        setattr(params, name, value)
+        setattr(params, name, clean_id(raw, name, params.reasons))
     if not params.email_id:
         params.reasons.append("missing:email_id")
     return params
