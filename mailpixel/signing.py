@@ -25,12 +25,12 @@ verifies on both routes, while every URL already issued stays valid: the signing
 are unchanged.
 
 Signed IDs are the IDs stored: the URL makers refuse an ID that the pixel's cleaning would change
-(`require_clean_id`, with `validation.cleaning_changes`, the rule the pixel stores by).
+(`require_clean_id`, with `model.ids.cleaning_changes`, the rule the pixel stores by).
 
 This module is on the pixel path: it imports only the standard library's hmac, hashlib,
 base64 and urllib.parse (which Werkzeug has loaded already), the ID limits of
-`mailpixel.model.events` and the ID cleaning of `mailpixel.pixel.validation` (which the pixel
-has loaded already).
+`mailpixel.model.events` and the ID cleaning of `mailpixel.model.ids` (which the pixel has
+loaded already).
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ from datetime import datetime
 from urllib.parse import quote
 
 from mailpixel.model.events import TOO_LONG, OpenEvent, id_fits
-from mailpixel.pixel.validation import cleaning_changes
+from mailpixel.model.ids import NOT_CLEAN, cleaning_changes
 
 PIXEL_PATH = "/pixel"
 SIG_PARAM = "sig"
@@ -67,8 +67,6 @@ WRONG_ROUTE = "wrong_route"
 # What `verify` answers after the HMAC matched: the URL is the sender's, only its `t` is past
 # the rules. The pixel records nothing; `/click` still follows the link (and records nothing).
 AUTHENTIC = (SIG_EXPIRED, T_MISSING, T_INVALID, T_FUTURE)
-# What an ID that the pixel would clean is told by the URL makers.
-NOT_CLEAN = "has white space at an end, or control or format characters, which the pixel and /click remove"
 
 Params = Mapping[str, str] | Iterable[tuple[str, str]]
 
@@ -97,7 +95,7 @@ def sign(params: Params, secret: str) -> str:
 
 def require_clean_id(name: str, value: str) -> None:
     """Refuse an ID the pixel or the click route would store as something else: cut (too long),
-    trimmed, or stripped of control and format characters (`validation.cleaning_changes`, the
+    trimmed, or stripped of control and format characters (`model.ids.cleaning_changes`, the
     very rule they store by). The URL would be signed for one ID and its opens and clicks
     stored under another."""
     if not id_fits(value):

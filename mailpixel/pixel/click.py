@@ -27,9 +27,10 @@ from werkzeug.datastructures import Headers
 
 from mailpixel.logs import get_logger
 from mailpixel.model.clicks import build_click_event
+from mailpixel.model.ids import clean_text
 from mailpixel.pixel.privacy import stored_ip
 from mailpixel.pixel.record import request_facts
-from mailpixel.pixel.validation import MAX_USER_AGENT_LENGTH, clean_text, parse_pixel_params, query_params
+from mailpixel.pixel.validation import MAX_USER_AGENT_LENGTH, parse_pixel_params, query_params
 from mailpixel.signing import (
     AUTHENTIC,
     CLICK_PATH,

@@ -12,8 +12,9 @@ from flask import request
 from mailpixel.config import Settings
 from mailpixel.logs import Metrics, get_logger
 from mailpixel.model.events import RequestFacts, build_open_event
+from mailpixel.model.ids import clean_text
 from mailpixel.pixel.privacy import stored_ip
-from mailpixel.pixel.validation import MAX_USER_AGENT_LENGTH, clean_text, parse_pixel_params, query_params
+from mailpixel.pixel.validation import MAX_USER_AGENT_LENGTH, parse_pixel_params, query_params
 from mailpixel.signing import PIXEL_PATH, verify
 
 if TYPE_CHECKING:

@@ -6,12 +6,11 @@ named reason that the caller logs and counts, and the pixel is served regardless
 
 from __future__ import annotations
 
-import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs
 
-from mailpixel.model.events import MAX_ID_LENGTH, cut_id, id_fits
+from mailpixel.model.ids import clean_id
 
 MAX_USER_AGENT_LENGTH = 512
 PIXEL_PARAMS = ("email_id", "user_id", "t", "sig")
@@ -19,25 +18,6 @@ PIXEL_PARAMS = ("email_id", "user_id", "t", "sig")
 MAX_T_DIGITS = 12
 # Fields past this many are ignored: a pixel URL has four.
 MAX_QUERY_FIELDS = 64
-
-
-def _strip_controls(value: str) -> str:
-    return "".join(ch for ch in value if unicodedata.category(ch) not in ("Cc", "Cf", "Cs"))
-
-
-def clean_text(value: str, limit: int, name: str, reasons: list[str]) -> str:
-    """Drop control characters, trim white space and cut to `limit` characters."""
-    # isprintable() runs in C and holds for nearly every real id and user agent; only the
-    # rest pay for the character-by-character look-up.
-    cleaned = (value if value.isprintable() else _strip_controls(value)).strip()
-    if cleaned != value.strip():
-        reasons.append(f"control_chars:{name}")
-    if "\ufffd" in cleaned:
-        reasons.append(f"undecodable:{name}")
-    if len(cleaned) > limit:
-        reasons.append(f"truncated:{name}")
-        cleaned = cleaned[:limit]
-    return cleaned
 
 
 def query_params(raw: bytes) -> dict[str, list[str]]:
@@ -68,23 +48,6 @@ class PixelParams:
         of the event would fail), and `str.isdigit` also takes digits `int` refuses ("²")."""
         t = self.t
         return int(t) if 0 < len(t) <= MAX_T_DIGITS and t.isascii() and t.isdigit() else None
-
-
-def clean_id(raw: str, name: str, reasons: list[str]) -> str:
-    """An ID as the pixel and `/click` store it: controls and format characters (zero-width
-    spaces, bidi marks) dropped, white space trimmed, cut to the limits of `id_fits`."""
-    value = clean_text(raw, MAX_ID_LENGTH, name, reasons)
-    if not id_fits(value):  # within the characters, past the bytes a key can hold
-        reasons.append(f"truncated:{name}")
-        value = cut_id(value)
-    return value
-
-
-def cleaning_changes(value: str) -> bool:
-    """Whether `clean_id` would store `value` as something else. URL makers refuse such IDs
-    (`signing.require_clean_id`): the URL would be signed for one ID and stored under another
-    (`" alice"` merged with `alice`, out of reach of `forget --user-id " alice"`)."""
-    return clean_id(value, "", []) != value
 
 
 def parse_pixel_params(get_all: Mapping[str, Sequence[str]]) -> PixelParams:

@@ -336,3 +336,23 @@ def test_an_id_with_a_slash_and_a_failing_panel_do_not_blank_the_page(
     assert rate(page) is None and page.inner_text('[data-metric="first_human_open"]') == "–"
     assert page.locator("#latest tbody tr").count() == 1
     assert page.locator("#timeline g[data-date]").count() == 30
+
+
+@pytest.mark.parametrize("email_id", [".", ".."])
+def test_emails_dot_and_dot_dot_are_shown(page: Page, server: str, store, ddb, settings, email_id):
+    """Issue 18, item 14: `/api/emails/../stats` is `/api/stats` to a browser (`%2E%2E` too), so
+    the page asks for these two IDs with the query form."""
+    from tests.integration.test_aggregates import enrich_one, one_event
+
+    opened_at = make_events(1, days=1)[0].opened_at
+    enrich_one(store, ddb, settings, one_event("d1", opened_at, email_id=email_id), machine_open=False)
+    page.goto(server + "/dashboard")
+    page.fill("#key", KEY)
+    page.click("#login-form button")
+    loaded = wait_loaded(page)
+    assert page.get_attribute("body", "data-failures") == "0"  # the recent emails' opens loaded
+    page.click(f'#recent tbody tr[data-email-id="{email_id}"]')
+    wait_loaded(page, loaded, title=email_id)
+    assert page.get_attribute("body", "data-failures") == "0"
+    assert metric(page, "opens") == 1 and metric(page, "human_opens") == 1
+    assert page.locator("#latest tbody tr").count() == 1

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from mailpixel.model.ids import cleaning_changes
 from mailpixel.pixel.click import RefusedDestination, destination_problem, location_for
-from mailpixel.pixel.validation import cleaning_changes
 from mailpixel.signing import ClickSigner, canonical, make_click_url, sign, verify
 from tests.conftest import FIXTURES
 from tests.signed_urls import VECTORS as PIXEL_VECTORS

@@ -144,7 +144,8 @@ UNCLEAN = [
 
 @pytest.mark.parametrize("value", UNCLEAN)
 def test_the_pixel_would_store_these_ids_as_something_else(value):
-    from mailpixel.pixel.validation import cleaning_changes, parse_pixel_params
+    from mailpixel.model.ids import cleaning_changes
+    from mailpixel.pixel.validation import parse_pixel_params
 
     stored = parse_pixel_params({"email_id": [value], "user_id": [value]})
     assert stored.email_id != value and stored.user_id != value
@@ -170,7 +171,8 @@ def test_url_makers_refuse_ids_the_pixel_would_clean(value):
 
 @pytest.mark.parametrize("value", ["alice", "a b", "Zoë+1", "user 42@example.com", "", "é" * 256])
 def test_clean_ids_are_signed_and_stored_as_given(value):
-    from mailpixel.pixel.validation import cleaning_changes, parse_pixel_params
+    from mailpixel.model.ids import cleaning_changes
+    from mailpixel.pixel.validation import parse_pixel_params
 
     assert not cleaning_changes(value)
     url = make_url("http://h", value or "e1", value, NEW)
