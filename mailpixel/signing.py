@@ -44,8 +44,8 @@ from dataclasses import replace
 from datetime import datetime
 from urllib.parse import quote
 
-from mailpixel.model.events import TOO_LONG, OpenEvent, id_fits
-from mailpixel.model.ids import NOT_CLEAN, cleaning_changes
+from mailpixel.model.events import OpenEvent
+from mailpixel.model.ids import id_problem
 
 PIXEL_PATH = "/pixel"
 SIG_PARAM = "sig"
@@ -98,10 +98,9 @@ def require_clean_id(name: str, value: str) -> None:
     trimmed, or stripped of control and format characters (`model.ids.cleaning_changes`, the
     very rule they store by). The URL would be signed for one ID and its opens and clicks
     stored under another."""
-    if not id_fits(value):
-        raise ValueError(f"{name} {TOO_LONG}")
-    if cleaning_changes(value):
-        raise ValueError(f"{name} {NOT_CLEAN}")
+    problem = id_problem(value)
+    if problem:
+        raise ValueError(f"{name} {problem}")
 
 
 def make_url(
@@ -240,10 +239,10 @@ class ClickSigner:
     would hash (the tests compare both), a fraction of the work.
 
     `t` is the issue time (epoch seconds) put in every URL, or None. `scoped` asks for
-    email-scoped signatures: they cover the email and the link, and the user id is appended
-    outside them (for ESP merge tags).
+    email-scoped signatures: they cover every parameter but the user id (`email_id`,
+    `scope=email`, `url`, `t`), and the user id is appended outside them (for ESP merge tags).
 
-    IDs the click route would cut (`mailpixel.model.events.id_fits`) raise ValueError, as in
+    IDs the click route would cut or clean (`require_clean_id`) raise ValueError, as in
     `make_url`: the email id here, the user id in `url` (not the merge tag of email-scoped
     URLs, which is no ID until the ESP fills it in).
     """

@@ -24,8 +24,7 @@ from mailpixel.api.cursor import decode_cursor, encode_cursor
 from mailpixel.config import Settings
 from mailpixel.ddb.store import EventStore
 from mailpixel.logs import get_logger
-from mailpixel.model.events import TOO_LONG, id_fits
-from mailpixel.model.ids import NOT_CLEAN, cleaning_changes
+from mailpixel.model.ids import id_problem
 from mailpixel.model.query import UPPER, BadQuery, named_time_bound
 
 if TYPE_CHECKING:
@@ -200,10 +199,9 @@ def unexpected(error: Exception) -> tuple[Response, int]:
 
 
 def _id(value: str, name: str) -> str:
-    if not id_fits(value):
-        raise BadQuery(f"{name} {TOO_LONG}, so no open can have it")
-    if cleaning_changes(value):  # the pixel would have stored it cleaned
-        raise BadQuery(f"{name} {NOT_CLEAN}, so no open can have it")
+    problem = id_problem(value)  # the pixel would have cut or cleaned it: no open has it as given
+    if problem:
+        raise BadQuery(f"{name} {problem}, so no open can have it")
     return value
 
 

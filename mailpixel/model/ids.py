@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import unicodedata
 
-from mailpixel.model.events import MAX_ID_LENGTH, cut_id, id_fits
+from mailpixel.model.events import MAX_ID_LENGTH, TOO_LONG, cut_id, id_fits
 
 # What an ID that cleaning would change is told (URL makers, the API).
 NOT_CLEAN = "has white space at an end, or control or format characters, which the pixel and /click remove"
@@ -49,3 +49,13 @@ def cleaning_changes(value: str) -> bool:
     (`signing.require_clean_id`): the URL would be signed for one ID and stored under another
     (`" alice"` merged with `alice`, out of reach of `forget --user-id " alice"`)."""
     return clean_id(value, "", []) != value
+
+
+def id_problem(value: str) -> str | None:
+    """Why no open or click can be stored under `value` as given (`TOO_LONG`, `NOT_CLEAN`), or
+    None: what the URL makers, the API and `instrument` say of an ID they refuse."""
+    if not id_fits(value):
+        return TOO_LONG
+    if cleaning_changes(value):
+        return NOT_CLEAN
+    return None

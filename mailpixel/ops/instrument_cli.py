@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from mailpixel.config import Settings
-from mailpixel.model.events import TOO_LONG, id_fits
+from mailpixel.model.ids import id_problem
 from mailpixel.ops.instrument import Instrumenter
 
 USER_COLUMN = "user_id"
@@ -57,17 +57,17 @@ class RecipientsError(ValueError):
 
 
 def recipients(fh: TextIO, source: str = "the recipients CSV") -> Iterator[dict[str, str]]:
-    """The CSV's rows; a row whose user id the pixel and /click would cut (or that has no
-    user_id cell) raises RecipientsError naming it, before anything is made from it."""
+    """The CSV's rows; a row whose user id the pixel and /click would cut or clean (or that has
+    no user_id cell) raises RecipientsError naming it, before anything is made from it."""
     reader = csv.DictReader(fh)
     if USER_COLUMN not in (reader.fieldnames or []):
         raise RecipientsError(f"the recipients CSV needs a {USER_COLUMN} column")
     for number, row in enumerate(reader, start=1):
         user_id = row[USER_COLUMN]
-        if user_id is None or not id_fits(user_id):
-            problem = (
-                f"has no {USER_COLUMN}" if user_id is None else f"{USER_COLUMN} {_shown(user_id)} {TOO_LONG}"
-            )
+        problem = f"has no {USER_COLUMN}" if user_id is None else id_problem(user_id)
+        if problem:
+            if user_id is not None:
+                problem = f"{USER_COLUMN} {_shown(user_id)} {problem}"
             raise RecipientsError(f"{source}: row {number} (line {reader.line_num}): {problem}")
         yield row
 
@@ -80,8 +80,9 @@ def _shown(value: str, limit: int = 40) -> str:
 def _instrumenter(args: argparse.Namespace, email_scoped: bool) -> Instrumenter:
     from mailpixel.ops.cli import signing_secret
 
-    if not id_fits(args.email_id):
-        raise RecipientsError(f"--email-id {TOO_LONG}")
+    problem = id_problem(args.email_id)
+    if problem:
+        raise RecipientsError(f"--email-id {problem}")
     settings = Settings.from_env(local_default=True)
     text = Path(args.html).read_bytes().decode("utf-8", errors="surrogateescape")
     # With a maximum age the pixel and /click refuse a URL without `t`, so it is added whatever

@@ -231,3 +231,20 @@ def test_release_applies_the_pixel_route():
     pixel = url_query(make_url("http://h", "e1", "u1", NEW, t=NOW))
     released, why = release(with_fields(event, unverified=[list(p) for p in pairs_of(pixel)]), [NEW])
     assert why == "ok" and released is not None and released.signed is True
+
+
+@pytest.mark.parametrize("value", [" alice", "alice\r", "ali\u200bce"])
+def test_instrument_refuses_a_recipient_the_pixel_would_clean_before_writing_anything(value):
+    """`mailpixel instrument` checks every row first (README): an unclean user id stops the run
+    with its row named, as a too-long one does, instead of failing half-way through."""
+    import csv
+    import io
+
+    from mailpixel.ops.instrument_cli import RecipientsError, recipients
+
+    text = io.StringIO()
+    csv.writer(text).writerows([["user_id"], ["bob"], [value]])
+    rows = recipients(io.StringIO(text.getvalue(), newline=""))
+    assert next(rows)["user_id"] == "bob"
+    with pytest.raises(RecipientsError, match=r"row 2 \(line \d+\): user_id .* has white space at an end"):
+        next(rows)
