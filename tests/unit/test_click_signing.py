@@ -220,11 +220,26 @@ REFUSED_AS_SENT = {
     "punycode_invalid": "https://xn--ZZ.example/",
     "disallowed_code_point": "https://\u2615.example/",
     "soft_hyphen": "https://\u00adgood.example/",
+    # The WHATWG URL standard's host parser examples: failures there, and hosts
+    # it rewrites into a form the signed text does not show (`0` is 0.0.0.0, `example%2Ecom` is
+    # example.com), refused here as well.
+    "whatwg_percent_dot": "https://example%2Ecom/",
+    "whatwg_zero": "https://0/",
+    "whatwg_percent_zero": "https://%30/",
+    "whatwg_0x": "https://0x/",
+    "whatwg_too_big": "https://0xffffffff1/",
+    "whatwg_ipv6_escaped_bracket": "https://[0:0::1%5D/",
+    "whatwg_ipv6_escaped_digit": "https://[0:0::%31]/",
+    "whatwg_09": "https://09/",
+    "whatwg_example_255": "https://example.255/",
+    "whatwg_caret": "https://example^example/",
 }
 
 # Destinations followed, and the `Location` sent for each (WHATWG's own examples among them).
 FOLLOWED_AS = {
     "https://example.com/": "https://example.com/",
+    "https://EXAMPLE.COM/": "https://EXAMPLE.COM/",  # WHATWG example; the browser lower-cases it
+    "https://[0:0::1]/": "https://[0:0::1]/",  # WHATWG example: [::1] to the browser, the same address
     "HTTPS://Example.COM/Path": "HTTPS://Example.COM/Path",
     "https://EXAMPLE.com/../x": "https://EXAMPLE.com/../x",  # the browser resolves `..`, same host
     "https://example.com:0/": "https://example.com:0/",
