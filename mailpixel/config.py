@@ -19,6 +19,17 @@ IP_STORAGE_MODES: tuple[str, ...] = get_args(IpStorage)
 GEO_PROVIDERS: tuple[str, ...] = get_args(GeoProviderChoice)
 LOG_LEVELS: tuple[str, ...] = get_args(LogLevel)
 SWITCH: tuple[str, ...] = get_args(Switch)
+# What serverless.yml's environment sets for AWS that means nothing under `serverless offline`.
+OFFLINE_IGNORED = frozenset(
+    {
+        "MAILPIXEL_SIGNING_SECRETS_PARAMETER",
+        "MAILPIXEL_API_KEYS_PARAMETER",
+        "IPINFO_TOKEN_PARAMETER",
+        "MAILPIXEL_WEBHOOK_PARAMETER",
+        "MAILPIXEL_FALLBACK_QUEUE_URL",
+        "MAILPIXEL_WEBHOOK_QUEUE_URL",
+    }
+)
 Choice = TypeVar("Choice", bound=str)
 Number = TypeVar("Number", int, float)
 
@@ -126,6 +137,13 @@ class Settings:
     webhook_queue_url: str | None = None
     # In AWS, webhooks are sent only when deployed with `--param="webhooks=on"`.
     webhooks: Switch = "off"
+    # Webhooks for clicks on email-scoped links (README "Email-scoped signatures"): off, since
+    # their user id is not signed and anyone holding such a link can set it to anyone.
+    webhook_scoped_clicks: Switch = "off"
+    # Under `serverless offline` (it sets IS_OFFLINE): serverless.yml's environment, made for
+    # AWS, is read as the local stack's (see `from_env`), and API Gateway's request id, the
+    # same on every request there, is not trusted (handler.py).
+    offline: bool = False
 
     @property
     def is_local(self) -> bool:
@@ -157,8 +175,14 @@ class Settings:
         dynamodb_port = _int(env, "DYNAMODB_PORT", d.dynamodb_port, minimum=1)
         endpoint_url = _optional(env, "DYNAMODB_ENDPOINT_URL")
         table = _optional(env, "MAILPIXEL_TABLE")
-        if local_default and endpoint_url is None and table is None:
+        offline = _optional(env, "IS_OFFLINE") == "true"
+        if endpoint_url is None and (offline or (local_default and table is None)):
             endpoint_url = f"http://127.0.0.1:{dynamodb_port}"
+        if offline:
+            # serverless.yml names SSM parameters and a queue (`!Ref`, which offline cannot
+            # resolve) for AWS: offline, secrets come from the environment and the fallback is
+            # the local file, as under `make run`, and nothing reaches AWS.
+            env = {k: v for k, v in env.items() if k not in OFFLINE_IGNORED}
         return cls(
             table=table or d.table,
             meta_table=_optional(env, "MAILPIXEL_META_TABLE") or d.meta_table,
@@ -192,4 +216,8 @@ class Settings:
             webhook_parameter=_optional(env, "MAILPIXEL_WEBHOOK_PARAMETER"),
             webhook_queue_url=_optional(env, "MAILPIXEL_WEBHOOK_QUEUE_URL"),
             webhooks=_choice(env, "MAILPIXEL_WEBHOOKS", SWITCH, d.webhooks),
+            webhook_scoped_clicks=_choice(
+                env, "MAILPIXEL_WEBHOOK_SCOPED_CLICKS", SWITCH, d.webhook_scoped_clicks
+            ),
+            offline=offline,
         )

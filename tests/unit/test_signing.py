@@ -245,6 +245,6 @@ def test_instrument_refuses_a_recipient_the_pixel_would_clean_before_writing_any
     text = io.StringIO()
     csv.writer(text).writerows([["user_id"], ["bob"], [value]])
     rows = recipients(io.StringIO(text.getvalue(), newline=""))
-    assert next(rows)["user_id"] == "bob"
+    assert next(rows)[0]["user_id"] == "bob"
     with pytest.raises(RecipientsError, match=r"row 2 \(line \d+\): user_id .* has white space at an end"):
         next(rows)
