@@ -17,9 +17,20 @@ pixel refuse URLs older than `MAILPIXEL_SIGNATURE_MAX_AGE_DAYS`. With a maximum 
 is required (an undated URL would never expire) and may be at most `MAX_CLOCK_SKEW` seconds in
 the future (a `t` in milliseconds, or far ahead, would never expire either).
 
+Pixel and click URLs share the scheme, and the route is bound by what is signed: a click URL
+always signs `url` (its destination), a pixel URL never carries it. The pixel refuses a signed
+query holding any click-only parameter (`url`, `scope`, `hp`) and `/click` one without `url`
+(`route_matches`), so a click URL's query sent to `/pixel` records nothing and no signature
+verifies on both routes, while every URL already issued stays valid: the signing steps above
+are unchanged.
+
+Signed IDs are the IDs stored: the URL makers refuse an ID that the pixel's cleaning would change
+(`require_clean_id`, with `model.ids.cleaning_changes`, the rule the pixel stores by).
+
 This module is on the pixel path: it imports only the standard library's hmac, hashlib,
-base64 and urllib.parse (which Werkzeug has loaded already), and the ID limits of
-`mailpixel.model.events` (which the pixel has loaded already).
+base64 and urllib.parse (which Werkzeug has loaded already), the ID limits of
+`mailpixel.model.events` and the ID cleaning of `mailpixel.model.ids` (which the pixel has
+loaded already).
 """
 
 from __future__ import annotations
@@ -33,8 +44,10 @@ from dataclasses import replace
 from datetime import datetime
 from urllib.parse import quote
 
-from mailpixel.model.events import TOO_LONG, OpenEvent, id_fits
+from mailpixel.model.events import OpenEvent
+from mailpixel.model.ids import id_problem
 
+PIXEL_PATH = "/pixel"
 SIG_PARAM = "sig"
 TIME_PARAM = "t"
 SIG_LENGTH = 22  # base64url characters: 132 bits of the 256-bit HMAC
@@ -50,6 +63,10 @@ T_FUTURE = "t_future"
 # How far ahead of the pixel's clock a signed `t` may be: senders' clocks drift a little.
 MAX_CLOCK_SKEW = 300
 NO_SECRETS = "no_secrets"
+WRONG_ROUTE = "wrong_route"
+# What `verify` answers after the HMAC matched: the URL is the sender's, only its `t` is past
+# the rules. The pixel records nothing; `/click` still follows the link (and records nothing).
+AUTHENTIC = (SIG_EXPIRED, T_MISSING, T_INVALID, T_FUTURE)
 
 Params = Mapping[str, str] | Iterable[tuple[str, str]]
 
@@ -76,11 +93,14 @@ def sign(params: Params, secret: str) -> str:
     return base64.urlsafe_b64encode(digest).decode("ascii").rstrip("=")[:SIG_LENGTH]
 
 
-def require_id_fits(name: str, value: str) -> None:
-    """Refuse an ID the pixel or the click route would cut: a cut value no longer matches its
-    signature, and the event would be stored under another ID."""
-    if not id_fits(value):
-        raise ValueError(f"{name} {TOO_LONG}")
+def require_clean_id(name: str, value: str) -> None:
+    """Refuse an ID the pixel or the click route would store as something else: cut (too long),
+    trimmed, or stripped of control and format characters (`model.ids.cleaning_changes`, the
+    very rule they store by). The URL would be signed for one ID and its opens and clicks
+    stored under another."""
+    problem = id_problem(value)
+    if problem:
+        raise ValueError(f"{name} {problem}")
 
 
 def make_url(
@@ -98,13 +118,13 @@ def make_url(
     issue time in epoch seconds, is included only when given.
     """
     for name, value in (("email_id", email_id), ("user_id", user_id)):
-        require_id_fits(name, value)
+        require_clean_id(name, value)
     params: dict[str, str] = {"email_id": email_id, "user_id": user_id}
     if t is not None:
         params[TIME_PARAM] = str(int(t))
     endpoint = base_url.rstrip("/")
-    if not endpoint.endswith("/pixel"):
-        endpoint += "/pixel"
+    if not endpoint.endswith(PIXEL_PATH):
+        endpoint += PIXEL_PATH
     query = canonical(params)
     if secret:
         query += f"&{SIG_PARAM}={sign(params, secret)}"
@@ -117,8 +137,13 @@ def verify(
     *,
     max_age_seconds: int | None = None,
     now: float | None = None,
+    route: str | None = None,
 ) -> tuple[bool, str]:
     """Check `sig` against every secret in constant time; returns (ok, reason).
+
+    `route` is the path the request came to (`PIXEL_PATH` or `CLICK_PATH`); a signature made
+    for the other route is refused (`wrong_route`, see "Routes" above). None checks the
+    signature alone, for tools and tests that inspect a URL.
 
     Reasons: `ok`, `sig_missing`, `sig_invalid` (no secret matches, or the signature is cut
     short), `sig_expired` (a signed `t` older than `max_age_seconds`), and, when there is a
@@ -130,6 +155,8 @@ def verify(
     if not secrets:
         return False, NO_SECRETS
     pairs = _pairs(params)
+    if route is not None and not route_matches(route, {name for name, _ in pairs}):
+        return False, WRONG_ROUTE
     given = next((value for name, value in pairs if name == SIG_PARAM), "")
     if not given:
         return False, SIG_MISSING
@@ -177,11 +204,28 @@ HONEYPOT_PARAM = "hp"
 HONEYPOT_VALUE = "1"
 
 
+# Routes. A click signature always covers `url` (`ClickSigner` puts it in every click URL, and
+# `/click` refuses a query without one); a pixel URL never carries it. So `url` is the route
+# marker inside what is signed: the pixel refuses a signed query with any click-only parameter,
+# and `/click` one without `url`. Neither can be removed or added without breaking the HMAC, so
+# no signature verifies on both routes, and every URL already issued keeps working (a marker
+# hashed into new click signatures would have broken every click URL already sent, or needed a
+# legacy path with this same rule behind it).
+CLICK_ONLY_PARAMS = frozenset((URL_PARAM, SCOPE_PARAM, HONEYPOT_PARAM))
+
+
+def route_matches(route: str, names: set[str]) -> bool:
+    """Whether a query with these parameter names may be verified for `route`."""
+    if route == CLICK_PATH:
+        return URL_PARAM in names
+    return names.isdisjoint(CLICK_ONLY_PARAMS)
+
+
 def click_endpoint(base_url: str) -> str:
     """`…/click` on the service at `base_url`, which may be the pixel URL (`…/pixel`)."""
     endpoint = base_url.rstrip("/")
-    if endpoint.endswith("/pixel"):
-        endpoint = endpoint[: -len("/pixel")]
+    if endpoint.endswith(PIXEL_PATH):
+        endpoint = endpoint[: -len(PIXEL_PATH)]
     return endpoint if endpoint.endswith(CLICK_PATH) else endpoint + CLICK_PATH
 
 
@@ -195,16 +239,16 @@ class ClickSigner:
     would hash (the tests compare both), a fraction of the work.
 
     `t` is the issue time (epoch seconds) put in every URL, or None. `scoped` asks for
-    email-scoped signatures: they cover the email and the link, and the user id is appended
-    outside them (for ESP merge tags).
+    email-scoped signatures: they cover every parameter but the user id (`email_id`,
+    `scope=email`, `url`, `t`, `hp`), and the user id is appended outside them (for ESP merge tags).
 
-    IDs the click route would cut (`mailpixel.model.events.id_fits`) raise ValueError, as in
+    IDs the click route would cut or clean (`require_clean_id`) raise ValueError, as in
     `make_url`: the email id here, the user id in `url` (not the merge tag of email-scoped
     URLs, which is no ID until the ESP fills it in).
     """
 
     def __init__(self, base_url: str, email_id: str, secret: str | None, t: int | None, scoped: bool) -> None:
-        require_id_fits("email_id", email_id)
+        require_clean_id("email_id", email_id)
         self.endpoint = click_endpoint(base_url)
         self.secret = secret
         self.email_scoped = scoped
@@ -223,7 +267,7 @@ class ClickSigner:
     def _user_part(self, user_id: str) -> str:
         last = self._user
         if last is None or last[0] != user_id:
-            require_id_fits("user_id", user_id)
+            require_clean_id("user_id", user_id)
             last = self._user = (user_id, f"&{USER_PARAM}={_encode(user_id)}")
         return last[1]
 
@@ -294,7 +338,7 @@ def release(
         return event, OK
     pairs = [(str(pair[0]), str(pair[1])) for pair in event.unverified if len(pair) == 2]
     opened = datetime.fromisoformat(event.opened_at.replace("Z", "+00:00")).timestamp()
-    ok, why = verify(pairs, secrets, max_age_seconds=max_age_seconds, now=opened)
+    ok, why = verify(pairs, secrets, max_age_seconds=max_age_seconds, now=opened, route=PIXEL_PATH)
     if not ok:
         return None, why
     return replace(event, unverified=None, signed=True), OK

@@ -25,7 +25,7 @@ from mailpixel.api.cursor import decode_cursor, encode_cursor
 from mailpixel.config import Settings
 from mailpixel.ddb.store import EventStore
 from mailpixel.logs import get_logger
-from mailpixel.model.events import TOO_LONG, id_fits
+from mailpixel.model.ids import id_problem
 from mailpixel.model.query import UPPER, BadQuery, named_time_bound
 
 if TYPE_CHECKING:
@@ -111,9 +111,16 @@ class IdConverter(PathConverter):
     Whether a client sends `newsletter/2026-11` or `newsletter%2F2026-11`, the app sees the
     slash: serverless-wsgi unquotes API Gateway's `rawPath` into PATH_INFO, as Werkzeug's
     server does locally. So the ID takes every character up to the route's last fixed segment
-    (`/stats`, `/daily`, `/opens`); unlike `path`, it may also start with `/` or hold `//`."""
+    (`/stats`, `/daily`, `/opens`); unlike `path`, it may also start with `/` or hold `//`.
+    It takes line breaks too (`.` alone would not): an ID with one is no ID any open can have,
+    which `_id` answers with a 400 that says so, not a 404 for a route that exists.
 
-    regex = ".+?"
+    IDs `.` and `..` cannot travel in a path: browsers and most HTTP clients resolve them as
+    dot segments (`%2E` too, per the WHATWG URL standard). Every per-ID route therefore also
+    answers with the ID as a query parameter (`/api/emails/stats?email_id=..`), the form the
+    dashboard uses."""
+
+    regex = "(?s:.+?)"
     part_isolating = False  # Werkzeug would infer True from a regex without a `/`
 
 
@@ -193,9 +200,18 @@ def unexpected(error: Exception) -> tuple[Response, int]:
 
 
 def _id(value: str, name: str) -> str:
-    if not id_fits(value):
-        raise BadQuery(f"{name} {TOO_LONG}, so no open can have it")
+    problem = id_problem(value)  # the pixel would have cut or cleaned it: no open has it as given
+    if problem:
+        raise BadQuery(f"{name} {problem}, so no open can have it")
     return value
+
+
+def _query_id(name: str) -> str:
+    """The ID given as a query parameter (the form that carries `.` and `..`)."""
+    values = request.args.getlist(name)
+    if len(values) != 1:
+        raise BadQuery(f"give {name} once, as a query parameter (`?{name}=…`)")
+    return _id(values[0], name)
 
 
 def _int_arg(name: str, default: int, low: int, high: int) -> int:
@@ -277,8 +293,17 @@ def put_recipients(email_id: str) -> Response:
 
 @bp.get("/emails/<id:email_id>/stats")
 def email_stats(email_id: str) -> Response:
+    return _email_stats(_id(email_id, "email_id"))
+
+
+@bp.get("/emails/stats")
+def email_stats_by_query() -> Response:
+    return _email_stats(_query_id("email_id"))
+
+
+def _email_stats(email_id: str) -> Response:
     state = _state()
-    return jsonify(stats.email_stats(state.client, state.settings.meta_table, _id(email_id, "email_id")))
+    return jsonify(stats.email_stats(state.client, state.settings.meta_table, email_id))
 
 
 def _daily(email_id: str | None) -> Response:
@@ -299,6 +324,11 @@ def email_daily(email_id: str) -> Response:
     return _daily(_id(email_id, "email_id"))
 
 
+@bp.get("/emails/daily")
+def email_daily_by_query() -> Response:
+    return _daily(_query_id("email_id"))
+
+
 @bp.get("/daily")
 def all_daily() -> Response:
     return _daily(None)
@@ -309,12 +339,31 @@ def email_opens(email_id: str) -> Response:
     return _opens("email_id", _id(email_id, "email_id"))
 
 
+@bp.get("/emails/opens")
+def email_opens_by_query() -> Response:
+    return _opens("email_id", _query_id("email_id"))
+
+
 @bp.get("/users/<id:user_id>/opens")
 def user_opens(user_id: str) -> Response:
     return _opens("user_id", _id(user_id, "user_id"))
 
 
+@bp.get("/users/opens")
+def user_opens_by_query() -> Response:
+    return _opens("user_id", _query_id("user_id"))
+
+
 @bp.get("/users/<id:user_id>/stats")
 def user_stats(user_id: str) -> Response:
+    return _user_stats(_id(user_id, "user_id"))
+
+
+@bp.get("/users/stats")
+def user_stats_by_query() -> Response:
+    return _user_stats(_query_id("user_id"))
+
+
+def _user_stats(user_id: str) -> Response:
     state = _state()
-    return jsonify(stats.user_stats(state.client, state.settings.table, _id(user_id, "user_id")))
+    return jsonify(stats.user_stats(state.client, state.settings.table, user_id))

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from mailpixel.config import Settings
-from mailpixel.model.events import TOO_LONG, id_fits
+from mailpixel.model.ids import id_problem
 from mailpixel.ops.instrument import (
     GMAIL_CLIP_BYTES,
     PIXEL_BOTTOM,
@@ -103,10 +103,10 @@ def recipients(
 ) -> Iterator[tuple[dict[str, str], str]]:
     """The CSV's rows, each with what its recipient agreed to (`all`, `clicks`, `none`).
 
-    A row whose user id the pixel and /click would cut (or that has no user_id cell), or whose
-    consent cell is not one of the three values (an empty one included: tracking nobody agreed
-    to is not a default), raises RecipientsError naming it, before anything is made from it.
-    The consent column is `consent_column` (which must then exist), else `tracking` when the
+    A row whose user id the pixel and /click would cut or clean (or that has no user_id cell),
+    or whose consent cell is not one of the three values (an empty one included: tracking nobody
+    agreed to is not a default), raises RecipientsError naming it, before anything is made from
+    it. The consent column is `consent_column` (which must then exist), else `tracking` when the
     CSV has it; without one, every recipient is tracked.
     """
     reader = csv.DictReader(fh)
@@ -119,10 +119,9 @@ def recipients(
     for number, row in enumerate(reader, start=1):
         user_id = row[USER_COLUMN]
         tracking = TRACK_ALL if column is None else (row[column] or "").strip().lower()
-        if user_id is None or not id_fits(user_id):
-            problem = (
-                f"has no {USER_COLUMN}" if user_id is None else f"{USER_COLUMN} {_shown(user_id)} {TOO_LONG}"
-            )
+        id_wrong = f"has no {USER_COLUMN}" if user_id is None else id_problem(user_id)
+        if id_wrong:
+            problem = id_wrong if user_id is None else f"{USER_COLUMN} {_shown(user_id)} {id_wrong}"
         elif tracking not in TRACKING_VALUES:
             problem = f"{column} {_shown(row[column] or '')} is not one of {', '.join(TRACKING_VALUES)}"
         else:
@@ -139,8 +138,9 @@ def _shown(value: str, limit: int = 40) -> str:
 def _instrumenter(args: argparse.Namespace, email_scoped: bool) -> Instrumenter:
     from mailpixel.ops.cli import signing_secret
 
-    if not id_fits(args.email_id):
-        raise RecipientsError(f"--email-id {TOO_LONG}")
+    problem = id_problem(args.email_id)
+    if problem:
+        raise RecipientsError(f"--email-id {problem}")
     settings = Settings.from_env(local_default=True)
     text = Path(args.html).read_bytes().decode("utf-8", errors="surrogateescape")
     # With a maximum age the pixel and /click refuse a URL without `t`, so it is added whatever

@@ -12,9 +12,10 @@ from flask import request
 from mailpixel.config import Settings
 from mailpixel.logs import Metrics, get_logger
 from mailpixel.model.events import RequestFacts, build_open_event
+from mailpixel.model.ids import clean_text
 from mailpixel.pixel.privacy import stored_ip
-from mailpixel.pixel.validation import MAX_USER_AGENT_LENGTH, clean_text, parse_pixel_params, query_params
-from mailpixel.signing import verify
+from mailpixel.pixel.validation import MAX_USER_AGENT_LENGTH, parse_pixel_params, query_params
+from mailpixel.signing import PIXEL_PATH, verify
 
 if TYPE_CHECKING:
     from mailpixel.ddb.store import EventStore
@@ -61,7 +62,9 @@ def record_open(parts: Components) -> None:
     pairs = [(name, value) for name, values in query.items() for value in values]
     secrets = parts.keys.current()
     if secrets:
-        ok, why = verify(pairs, secrets, max_age_seconds=parts.settings.signature_max_age_seconds)
+        ok, why = verify(
+            pairs, secrets, max_age_seconds=parts.settings.signature_max_age_seconds, route=PIXEL_PATH
+        )
         if not ok:
             log.warning("pixel_signature_rejected", extra={"reason": why, "email_id": params.email_id})
             parts.metrics.count(f"pixel_{why}", reason=why)

@@ -6,12 +6,11 @@ named reason that the caller logs and counts, and the pixel is served regardless
 
 from __future__ import annotations
 
-import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs
 
-from mailpixel.model.events import MAX_ID_LENGTH, cut_id, id_fits
+from mailpixel.model.ids import clean_id
 
 MAX_USER_AGENT_LENGTH = 512
 PIXEL_PARAMS = ("email_id", "user_id", "t", "sig")
@@ -19,25 +18,6 @@ PIXEL_PARAMS = ("email_id", "user_id", "t", "sig")
 MAX_T_DIGITS = 12
 # Fields past this many are ignored: a pixel URL has four.
 MAX_QUERY_FIELDS = 64
-
-
-def _strip_controls(value: str) -> str:
-    return "".join(ch for ch in value if unicodedata.category(ch) not in ("Cc", "Cf", "Cs"))
-
-
-def clean_text(value: str, limit: int, name: str, reasons: list[str]) -> str:
-    """Drop control characters, trim white space and cut to `limit` characters."""
-    # isprintable() runs in C and holds for nearly every real id and user agent; only the
-    # rest pay for the character-by-character look-up.
-    cleaned = (value if value.isprintable() else _strip_controls(value)).strip()
-    if cleaned != value.strip():
-        reasons.append(f"control_chars:{name}")
-    if "\ufffd" in cleaned:
-        reasons.append(f"undecodable:{name}")
-    if len(cleaned) > limit:
-        reasons.append(f"truncated:{name}")
-        cleaned = cleaned[:limit]
-    return cleaned
 
 
 def query_params(raw: bytes) -> dict[str, list[str]]:
@@ -78,11 +58,7 @@ def parse_pixel_params(get_all: Mapping[str, Sequence[str]]) -> PixelParams:
         if len(values) > 1:
             params.reasons.append(f"repeated:{name}")
         raw = values[0] if values else ""
-        value = clean_text(raw, MAX_ID_LENGTH, name, params.reasons)
-        if not id_fits(value):  # within the characters, past the bytes a key can hold
-            params.reasons.append(f"truncated:{name}")
-            value = cut_id(value)
-        setattr(params, name, value)
+        setattr(params, name, clean_id(raw, name, params.reasons))
     if not params.email_id:
         params.reasons.append("missing:email_id")
     return params

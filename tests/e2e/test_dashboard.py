@@ -288,6 +288,22 @@ def test_hostile_ids_are_shown_as_text_never_run(page: Page, server: str, store,
     assert rate(page) == 1.0 and page.inner_text('[data-metric="click_to_open_rate"]') == "100%"
 
 
+def one_human_open(store, ddb, settings, email_id: str) -> None:
+    """One enriched human open of `email_id`, yesterday or so."""
+    from tests.integration.test_aggregates import enrich_one, one_event
+
+    opened_at = make_events(1, days=1)[0].opened_at
+    enrich_one(store, ddb, settings, one_event("s1", opened_at, email_id=email_id), machine_open=False)
+
+
+def log_in(page: Page, server: str) -> str:
+    """Open the dashboard, log in, and wait for the first load (returned, for `wait_loaded`)."""
+    page.goto(server + "/dashboard")
+    page.fill("#key", KEY)
+    page.click("#login-form button")
+    return wait_loaded(page)
+
+
 def shown_rates(page: Page) -> dict[str, tuple[float | None, str]]:
     """Each rate card: (its value, None for a dash) and the formula printed under it."""
     cards = page.locator("[data-rate]").evaluate_all(
@@ -305,10 +321,7 @@ def test_rates_are_the_apis_with_their_formulas_and_recipients(page: Page, serve
     from mailpixel.ddb.recipients import MetaTable, record_recipients
 
     record_recipients(MetaTable.of(ddb, settings), "newsletter-november", 60, 50, 60)
-    page.goto(server + "/dashboard")
-    page.fill("#key", KEY)
-    page.click("#login-form button")
-    loaded = wait_loaded(page)
+    loaded = log_in(page, server)
     # The overview sums emails: rates over recipients belong to one email, so they are not shown.
     assert page.locator("#rates-panel").is_hidden()
     recent = api(page, server, "/api/emails?days=30&limit=100")["emails"]
@@ -353,15 +366,9 @@ def test_an_id_with_a_slash_and_a_failing_panel_do_not_blank_the_page(
 ):
     """Issue 11, item 2: one email named like the README's `newsletter/2026-11` among the recent
     ones blanked the overview (its 404 failed every fetch); one failing panel must not either."""
-    from tests.integration.test_aggregates import enrich_one, one_event
-
     slashed = "newsletter/2026-11"
-    opened_at = make_events(1, days=1)[0].opened_at
-    enrich_one(store, ddb, settings, one_event("s1", opened_at, email_id=slashed), machine_open=False)
-    page.goto(server + "/dashboard")
-    page.fill("#key", KEY)
-    page.click("#login-form button")
-    loaded = wait_loaded(page)
+    one_human_open(store, ddb, settings, slashed)
+    loaded = log_in(page, server)
     assert metric(page, "opens") == 141
     assert page.locator(f'#recent tbody tr[data-email-id="{slashed}"]').count() == 1
     assert page.get_attribute("body", "data-failures") == "0"
@@ -390,3 +397,17 @@ def test_an_id_with_a_slash_and_a_failing_panel_do_not_blank_the_page(
     assert rate(page) is None and page.inner_text('[data-metric="first_human_open"]') == "–"
     assert page.locator("#latest tbody tr").count() == 1
     assert page.locator("#timeline g[data-date]").count() == 30
+
+
+@pytest.mark.parametrize("email_id", [".", ".."])
+def test_emails_dot_and_dot_dot_are_shown(page: Page, server: str, store, ddb, settings, email_id):
+    """Issue 18, item 14: `/api/emails/../stats` is `/api/stats` to a browser (`%2E%2E` too), so
+    the page asks for these two IDs with the query form."""
+    one_human_open(store, ddb, settings, email_id)
+    loaded = log_in(page, server)
+    assert page.get_attribute("body", "data-failures") == "0"  # the recent emails' opens loaded
+    page.click(f'#recent tbody tr[data-email-id="{email_id}"]')
+    wait_loaded(page, loaded, title=email_id)
+    assert page.get_attribute("body", "data-failures") == "0"
+    assert metric(page, "opens") == 1 and metric(page, "human_opens") == 1
+    assert page.locator("#latest tbody tr").count() == 1

@@ -20,7 +20,7 @@ from mailpixel.pixel.app import create_app
 from mailpixel.signing import ClickSigner, canonical, make_click_url, sign
 from tests.conftest import all_items, http_api_event
 from tests.signed_urls import NEW, OLD
-from tests.unit.test_click_signing import HOSTILE
+from tests.unit.test_click_signing import HOSTILE, REFUSED_AS_SENT
 
 BASE = "https://px.example.com"
 DEST = "https://shop.example.com/sale/?utm_source=mail&q=a+b%20c&empty=&x=%2F#section/2?k=v"
@@ -170,6 +170,14 @@ def signing_env(monkeypatch: pytest.MonkeyPatch) -> None:
 def signed_handler(signing_env: None, lambda_handler: Any) -> Any:
     """The real handler, cold-started with a signing secret."""
     return lambda_handler
+
+
+def test_the_lambda_handler_answers_400_not_500_for_what_used_to_raise(signed_handler):
+    """An empty label, a long label, a bad port: Python's IDNA codec or int() raised, a 500."""
+    for name in ("empty_label", "label_over_63_octets", "port_99999", "port_abc", "fullwidth_backslash"):
+        query = make_click_url(BASE, "e1", "u1", REFUSED_AS_SENT[name], NEW).split("?", 1)[1]
+        response = signed_handler(http_api_event(query, path="/click"), None)
+        assert response["statusCode"] == 400, name
 
 
 def test_retried_lambda_invocation_stores_one_click(signed_handler, ddb, settings, table):

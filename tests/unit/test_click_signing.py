@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mailpixel.pixel.click import destination_problem
+from mailpixel.model.ids import cleaning_changes
+from mailpixel.pixel.click import RefusedDestination, destination_problem, location_for
 from mailpixel.signing import ClickSigner, canonical, make_click_url, sign, verify
 from tests.conftest import FIXTURES
 from tests.signed_urls import VECTORS as PIXEL_VECTORS
@@ -43,9 +44,10 @@ def test_pixel_vectors_are_not_click_vectors():
 
 
 text = st.text(st.characters(exclude_categories=["Cs"]), max_size=40)
+ids = text.filter(lambda value: not cleaning_changes(value))  # the others are refused (test_signing.py)
 
 
-@given(email_id=text, user_id=text, destination=text, t=st.none() | st.integers(0, 2**40))
+@given(email_id=ids, user_id=ids, destination=text, t=st.none() | st.integers(0, 2**40))
 def test_fast_signer_signs_what_the_reference_signs(email_id, user_id, destination, t):
     url = make_click_url("https://px.example.com", email_id, user_id, destination, "s3cret", t=t)
     params = {"email_id": email_id, "user_id": user_id, "url": destination}
@@ -167,3 +169,115 @@ def test_email_scoped_leaves_the_merge_tag_unchecked():
     signer = ClickSigner("https://px.example.com", "e1", "s3cret", None, scoped=True)
     tag = "{{" + "recipient.external_id" * 20 + "}}"
     assert signer.url("https://example.org/", tag).endswith(f"&user_id={tag}")
+
+
+# Issue 18, item 3: the check runs on the `Location` that is sent (`location_for`), read the way
+# the WHATWG URL standard (browsers) reads it; every destination it refuses is refused by /click
+# (a 400, never a 500) and left untracked by `instrument` (`destination_problem`).
+REFUSED_AS_SENT = {
+    # NFKC (IDNA's mapping) turns these fullwidth and small forms into `\` or `%` in the host.
+    "fullwidth_backslash": "https://good\uff3c.evil.example/",
+    "small_backslash": "https://good\ufe68.evil.example/",
+    "fullwidth_percent": "https://good\uff0541.example/",
+    "small_percent": "https://good\ufe6a41.example/",
+    # Forbidden host code points (WHATWG "forbidden host code point").
+    "host_space_ideographic": "https://good\u3000evil.example/",
+    "host_less_than": "https://good<.example/",
+    "host_greater_than": "https://good>.example/",
+    "host_quote": 'https://go"od.example/',
+    "host_pipe": "https://a|b.example/",
+    "host_bracket_open": "https://good[.example/",
+    "host_bracket_close": "https://good].example/",
+    "host_caret": "https://go^od.example/",
+    "host_non_ascii_then_forbidden": "https://é<.example/",
+    # What answered 500 before: Python's IDNA codec or port parsing raised.
+    "empty_label": "https://good.com../",
+    "empty_label_inside": "https://good..com/",
+    "label_over_63_octets": "https://" + "a" * 64 + ".example/",
+    "non_ascii_label_over_63_octets": "https://" + "é" * 64 + ".example/",
+    "name_over_253": "https://" + ".".join(["a" * 63] * 4) + "/",
+    "port_99999": "https://good.example:99999/",
+    "port_65536": "https://good.example:65536/",
+    "port_abc": "https://good.example:abc/",
+    "port_fullwidth_digits": "https://good.example:\uff18\uff10/",
+    "port_signed": "https://good.example:+80/",
+    "two_ports": "https://good.example:80:80/",
+    # WHATWG "ends in a number": parsed as IPv4, in forms a person does not read as that address.
+    "ipv4_hex": "https://0x7F.1/",
+    "ipv4_short": "https://127.1/",
+    "ipv4_octal": "https://0177.0.0.1/",
+    "ipv4_five_parts": "https://1.2.3.4.5/",
+    "ipv4_out_of_range": "https://999.1.1.1/",
+    "ipv4_hex_last": "https://good.example.0x/",
+    "ipv4_number_last": "https://good.example.42/",
+    # IPv6: WHATWG refuses invalid addresses and zone ids.
+    "ipv6_invalid": "https://[1::2::3]/",
+    "ipv6_name": "https://[good.example]/",
+    "ipv6_zone": "https://[fe80::1%25eth0]/",
+    "ipv6_trailing": "https://[::1]x/",
+    # IDNA: invalid Punycode, disallowed code points (UTS #46 / IDNA 2008, as browsers apply).
+    "punycode_empty": "https://xn--/",
+    "punycode_invalid": "https://xn--ZZ.example/",
+    "disallowed_code_point": "https://\u2615.example/",
+    "soft_hyphen": "https://\u00adgood.example/",
+    # The WHATWG URL standard's host parser examples: failures there, and hosts
+    # it rewrites into a form the signed text does not show (`0` is 0.0.0.0, `example%2Ecom` is
+    # example.com), refused here as well.
+    "whatwg_percent_dot": "https://example%2Ecom/",
+    "whatwg_zero": "https://0/",
+    "whatwg_percent_zero": "https://%30/",
+    "whatwg_0x": "https://0x/",
+    "whatwg_too_big": "https://0xffffffff1/",
+    "whatwg_ipv6_escaped_bracket": "https://[0:0::1%5D/",
+    "whatwg_ipv6_escaped_digit": "https://[0:0::%31]/",
+    "whatwg_09": "https://09/",
+    "whatwg_example_255": "https://example.255/",
+    "whatwg_caret": "https://example^example/",
+}
+
+# Destinations followed, and the `Location` sent for each (WHATWG's own examples among them).
+FOLLOWED_AS = {
+    "https://example.com/": "https://example.com/",
+    "https://EXAMPLE.COM/": "https://EXAMPLE.COM/",  # WHATWG example; the browser lower-cases it
+    "https://[0:0::1]/": "https://[0:0::1]/",  # WHATWG example: [::1] to the browser, the same address
+    "HTTPS://Example.COM/Path": "HTTPS://Example.COM/Path",
+    "https://EXAMPLE.com/../x": "https://EXAMPLE.com/../x",  # the browser resolves `..`, same host
+    "https://example.com:0/": "https://example.com:0/",
+    "https://example.com:65535/": "https://example.com:65535/",
+    "http://example.com:/": "http://example.com/",  # an empty port is no port, to browsers too
+    "https://good.example./": "https://good.example./",  # the DNS root
+    "https://my_host.example/": "https://my_host.example/",
+    "https://1.2.3.4/": "https://1.2.3.4/",
+    "https://[::1]:8443/": "https://[::1]:8443/",
+    "https://faß.ExAmPlE/": "https://xn--fa-hia.example/",  # UTS #46 nontransitional, not IDNA 2003's fass
+    "https://\uff47\uff4f\uff4f\uff44.example/": "https://good.example/",  # fullwidth letters map to ASCII
+    "https://\uff11\uff12\uff17.\uff10.\uff10.\uff11/": "https://127.0.0.1/",  # WHATWG: IPv4 after mapping
+    "https://xn--fa-hia.example/": "https://xn--fa-hia.example/",
+    "https://例え.jp/パス?q=é#ü": "https://xn--r8jz45g.jp/%E3%83%91%E3%82%B9?q=%C3%A9#%C3%BC",
+    "https://shop.example/a|b?x=[1]&y=%zz#f": "https://shop.example/a|b?x=[1]&y=%zz#f",
+}
+
+
+@pytest.mark.parametrize("url", REFUSED_AS_SENT.values(), ids=REFUSED_AS_SENT.keys())
+def test_destinations_refused_as_sent(url):
+    assert destination_problem(url) is not None
+    with pytest.raises(RefusedDestination):
+        location_for(url)
+
+
+@pytest.mark.parametrize(("url", "location"), FOLLOWED_AS.items(), ids=FOLLOWED_AS.keys())
+def test_location_sent_for_followed_destinations(url, location):
+    assert destination_problem(url) is None
+    assert location_for(url) == location
+    assert location.isascii()
+
+
+@given(text)
+def test_any_text_is_either_refused_or_gets_an_ascii_location(url):
+    """No destination makes `location_for` raise anything but a refusal (a 500 at /click)."""
+    for candidate in (url, "https://" + url, "https://good.example/" + url, "http://" + url + ":1/"):
+        try:
+            location = location_for(candidate)
+        except RefusedDestination:
+            continue
+        assert location.isascii() and location.isprintable() and "\\" not in location

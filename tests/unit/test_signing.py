@@ -123,3 +123,128 @@ def test_cli_url_without_secret_warns_and_defaults_to_local(monkeypatch, capsys)
     out = capsys.readouterr()
     assert out.out.splitlines()[0] == "http://127.0.0.1:5123/pixel?email_id=e1&user_id=u1"
     assert "unsigned" in out.err
+
+
+# Issue 18, item 5: an ID is signed as it is stored. The pixel and /click clean IDs (controls and
+# format characters dropped, white space trimmed); a URL signed for " alice" would verify, and its
+# opens be stored as "alice", out of reach of `forget --user-id " alice"`. The URL makers refuse
+# every ID that cleaning changes, by the same function the pixel's cleaning is checked with.
+UNCLEAN = [
+    " alice",
+    "alice ",
+    "\talice",
+    "alice\r",
+    "alice\r\n",
+    "ali\u200bce",
+    "\ufeffalice",
+    "a\x00b",
+    "\u202ealice",
+]
+
+
+@pytest.mark.parametrize("value", UNCLEAN)
+def test_the_pixel_would_store_these_ids_as_something_else(value):
+    from mailpixel.model.ids import cleaning_changes
+    from mailpixel.pixel.validation import parse_pixel_params
+
+    stored = parse_pixel_params({"email_id": [value], "user_id": [value]})
+    assert stored.email_id != value and stored.user_id != value
+    assert cleaning_changes(value)
+
+
+@pytest.mark.parametrize("value", UNCLEAN)
+def test_url_makers_refuse_ids_the_pixel_would_clean(value):
+    from mailpixel.signing import ClickSigner, make_click_url
+
+    message = "has white space at an end, or control or format characters"
+    for secret in (NEW, None):  # unsigned, the pixel would clean it all the same
+        with pytest.raises(ValueError, match=f"^email_id {message}"):
+            make_url("http://h", value, "u1", secret)
+        with pytest.raises(ValueError, match=f"^user_id {message}"):
+            make_url("http://h", "e1", value, secret)
+        with pytest.raises(ValueError, match=f"^user_id {message}"):
+            make_click_url("http://h", "e1", value, "https://example.org/", secret)
+        for scoped in (False, True):
+            with pytest.raises(ValueError, match=f"^email_id {message}"):
+                ClickSigner("http://h", value, secret, None, scoped)
+
+
+@pytest.mark.parametrize("value", ["alice", "a b", "Zoë+1", "user 42@example.com", "", "é" * 256])
+def test_clean_ids_are_signed_and_stored_as_given(value):
+    from mailpixel.model.ids import cleaning_changes
+    from mailpixel.pixel.validation import parse_pixel_params
+
+    assert not cleaning_changes(value)
+    url = make_url("http://h", value or "e1", value, NEW)
+    stored = parse_pixel_params(dict(query_params_of(url)))
+    assert (stored.email_id, stored.user_id) == (value or "e1", value)
+
+
+def query_params_of(url: str) -> dict[str, list[str]]:
+    from mailpixel.pixel.validation import query_params
+
+    return query_params(url_query(url).encode())
+
+
+# Issue 18, item 6: a click signature never verifies at the pixel, nor a pixel one at /click.
+def test_a_signature_verifies_only_on_its_own_route():
+    from mailpixel.signing import CLICK_PATH, PIXEL_PATH, ClickSigner, make_click_url
+
+    pixel = pairs_of(url_query(make_url("http://h", "e1", "u1", NEW, t=NOW)))
+    click = pairs_of(url_query(make_click_url("http://h", "e1", "u1", "https://example.org/", NEW, t=NOW)))
+    scoped_url = ClickSigner("http://h", "e1", NEW, NOW, scoped=True).url("https://example.org/", "u1")
+    scoped = [(n, v) for n, v in pairs_of(url_query(scoped_url)) if n != "user_id"]
+    assert verify(pixel, [NEW], route=PIXEL_PATH) == (True, "ok")
+    assert verify(click, [NEW], route=CLICK_PATH) == (True, "ok")
+    assert verify(scoped, [NEW], route=CLICK_PATH) == (True, "ok")
+    for pairs in (click, scoped):
+        assert verify(pairs, [NEW]) == (True, "ok")  # the HMAC alone holds: the route decides
+        assert verify(pairs, [NEW], route=PIXEL_PATH) == (False, "wrong_route")
+    assert verify(pixel, [NEW], route=CLICK_PATH) == (False, "wrong_route")
+    # Any click-only parameter, signed with it or not, keeps a query off the pixel.
+    for extra in ("url", "scope", "hp"):
+        params = {"email_id": "e1", "user_id": "u1", extra: "1"}
+        signed = [*params.items(), ("sig", sign(params, NEW))]
+        assert verify(signed, [NEW], route=PIXEL_PATH) == (False, "wrong_route")
+
+
+def test_release_applies_the_pixel_route():
+    """A quarantined open is verified later by `release`, with the pixel's route rule."""
+    from dataclasses import replace as with_fields
+
+    from mailpixel.model.events import RequestFacts, build_open_event
+    from mailpixel.signing import make_click_url, release
+
+    query = url_query(make_click_url("http://h", "e1", "u1", "https://example.org/", NEW, t=NOW))
+    facts = RequestFacts("r1", NOW * 1000, "192.0.2.1", "ua")
+    event = build_open_event(
+        email_id="e1",
+        user_id="u1",
+        facts=facts,
+        retention_seconds=86_400,
+        stored_ip="192.0.2.1",
+        signed=None,
+        issued_t=NOW,
+    )
+    quarantined = with_fields(event, unverified=[list(pair) for pair in pairs_of(query)])
+    assert release(quarantined, [NEW]) == (None, "wrong_route")
+    pixel = url_query(make_url("http://h", "e1", "u1", NEW, t=NOW))
+    released, why = release(with_fields(event, unverified=[list(p) for p in pairs_of(pixel)]), [NEW])
+    assert why == "ok" and released is not None and released.signed is True
+
+
+@pytest.mark.parametrize("value", [" alice", "alice\r", "ali\u200bce"])
+def test_instrument_refuses_a_recipient_the_pixel_would_clean_before_writing_anything(value):
+    """`mailpixel instrument` checks every row first (README): an unclean user id stops the run
+    with its row named, as a too-long one does, instead of failing half-way through."""
+    import csv
+    import io
+
+    from mailpixel.ops.instrument_cli import RecipientsError, recipients
+
+    text = io.StringIO()
+    csv.writer(text).writerows([["user_id"], ["bob"], [value]])
+    rows = recipients(io.StringIO(text.getvalue(), newline=""))
+    assert next(rows)[0]["user_id"] == "bob"
+    with pytest.raises(RecipientsError, match=r"row 2 \(line \d+\): user_id .* has white space at an end"):
+        next(rows)

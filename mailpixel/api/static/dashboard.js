@@ -58,7 +58,11 @@
   }
 
   // Every ID is one encoded segment, `/` included (`%2F`): the API takes any ID the pixel accepts.
-  const emailPath = (id, what) => `/api/emails/${encodeURIComponent(id)}/${what}`;
+  // But `.` and `..` are dot segments a browser resolves away (`%2E` too, by the URL standard):
+  // those go as a query parameter, a form the API also takes (`/api/emails/stats?email_id=..`).
+  const emailApi = (id, what, params) => (id === "." || id === ".."
+    ? api(`/api/emails/${what}`, { ...params, email_id: id })
+    : api(`/api/emails/${encodeURIComponent(id)}/${what}`, params));
 
   // One failed request fails only its own panel: the others are drawn, and the status line says
   // what could not load. A refused key still stops everything (the login form comes back).
@@ -299,7 +303,7 @@
   }
 
   async function latestAcross(emails, failures) {
-    const pages = await settled(emails.slice(0, 5).map((e) => api(emailPath(e.email_id, "opens"), { order: "desc", limit: 20 })), failures);
+    const pages = await settled(emails.slice(0, 5).map((e) => emailApi(e.email_id, "opens", { order: "desc", limit: 20 })), failures);
     return pages.filter(Boolean).flatMap((p) => p.items).sort((a, b) => (a.opened_at < b.opened_at ? 1 : -1)).slice(0, 20);
   }
 
@@ -333,9 +337,9 @@
       $("#rates-panel").hidden = !emailId;
       if (emailId) {
         const [stats, daily, opens] = await settled([
-          api(emailPath(emailId, "stats")),
-          api(emailPath(emailId, "daily"), { since: range.since, until: range.until }),
-          api(emailPath(emailId, "opens"), { order: "desc", limit: 20 }),
+          emailApi(emailId, "stats"),
+          emailApi(emailId, "daily", { since: range.since, until: range.until }),
+          emailApi(emailId, "opens", { order: "desc", limit: 20 }),
         ], failures);
         if (ticket !== state.loading) return;
         $("#title").textContent = emailId;
