@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from mailpixel.ddb.store import EventStore
     from mailpixel.enrich.handler import StreamHandler
     from mailpixel.secrets import SigningKeys
+    from mailpixel.webhooks.handler import Lookup
 
 settings = Settings.from_env()
 
@@ -155,4 +156,16 @@ def webhooks(event: dict[str, Any], context: Any) -> dict[str, Any]:
     from mailpixel.webhooks.handler import deliver_records
 
     queue_url = settings.webhook_queue_url or ""
-    return deliver_records(event.get("Records", []), _webhook_target(), sqs_client(settings), queue_url)
+    return deliver_records(
+        event.get("Records", []), _webhook_target(), sqs_client(settings), queue_url, lookup=_click_lookup()
+    )
+
+
+@cache
+def _click_lookup() -> Lookup:
+    """A human click's webhook is sent only if the click is still human (README "Settle window")."""
+    from mailpixel.aws import dynamodb_client
+    from mailpixel.model.webhooks import current_click
+
+    client = dynamodb_client(settings)
+    return lambda payload: current_click(client, settings.clicks_table, payload)

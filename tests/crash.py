@@ -12,7 +12,7 @@ from typing import Any
 from mailpixel.config import Settings
 
 # Each step of the enrichment write, told apart by what its request asks for.
-STEPS = ("claim", "adopt", "opener", "bound", "commit")
+STEPS = ("claim", "adopt", "opener", "bound", "commit", "revise")
 
 
 class Crash(RuntimeError):
@@ -21,7 +21,9 @@ class Crash(RuntimeError):
 
 def step_of(operation: str, params: dict[str, Any], settings: Settings) -> str | None:
     if operation == "TransactWriteItems":
-        return "commit"
+        # A revision of a counted click checks its counting batch's marker; a batch's counters do not.
+        items = params.get("TransactItems") or []
+        return "revise" if any("ConditionCheck" in item for item in items) else "commit"
     if operation != "UpdateItem":
         return None
     names = set((params.get("ExpressionAttributeNames") or {}).values())

@@ -5,17 +5,21 @@ connection) reports the message as failed and pushes its next attempt back expon
 `ChangeMessageVisibility`: 30 s, 1, 2, 4 … minutes, capped at 2 hours, so the 20 receives the
 queue allows (`maxReceiveCount` in serverless.yml) span about a day; then SQS moves the message
 to the dead-letter queue (kept 14 days). Every delivery of a message carries the same event id.
+
+A human click's message arrives after its settle window (the DelaySeconds enrichment gave it)
+and is sent only if the click is still human now (`model.webhooks.settled`): one revised by a
+later honeypot hit or burst is dropped, one whose enrichment is still being retried waits.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from mailpixel.config import Settings
 from mailpixel.logs import get_logger
-from mailpixel.model.webhooks import post
+from mailpixel.model.webhooks import DROP, WAIT, post, settled
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -24,6 +28,8 @@ log = get_logger("webhooks.handler")
 FIRST_RETRY_SECONDS = 30
 MAX_RETRY_SECONDS = 7200
 Target = tuple[str, str]  # (URL, secret)
+# A human click's payload → the click as stored now (`model.webhooks.current_click`).
+Lookup = Callable[[Mapping[str, Any]], Mapping[str, Any] | None]
 
 
 def retry_delay(receive_count: int, first: int = FIRST_RETRY_SECONDS) -> int:
@@ -55,19 +61,32 @@ def deliver_records(
     *,
     timeout: float = 5.0,
     first_retry_seconds: int = FIRST_RETRY_SECONDS,
+    lookup: Lookup | None = None,
 ) -> dict[str, list[dict[str, str]]]:
     failures = []
     for record in records:
         message_id = str(record.get("messageId", ""))
         body = str(record.get("body", ""))
         try:
-            event_id = str(json.loads(body)["id"])
+            payload = json.loads(body)
+            event_id = str(payload["id"])
         except (ValueError, KeyError, TypeError):
             log.error("webhook_unreadable", extra={"message_id": message_id})
             failures.append(message_id)  # kept: it ends in the dead-letter queue, not lost
             continue
         status: int | str = "not_configured"
-        if target is not None:
+        decision = None
+        if lookup is not None:
+            try:
+                decision = settled(payload, lookup(payload))
+            except Exception as exc:  # noqa: BLE001 - retried like a failed delivery
+                decision, status = WAIT, repr(exc)
+        if decision == DROP:
+            log.info("webhook_dropped_revised", extra={"id": event_id})
+            continue
+        if decision == WAIT:
+            status = status if status != "not_configured" else "not_settled"
+        elif target is not None:
             try:
                 status = post(target[0], target[1], body.encode("utf-8"), event_id, timeout=timeout)
             except Exception as exc:  # noqa: BLE001 - network failures are retried like error statuses
