@@ -422,6 +422,37 @@ def human_marker_change(
     return HumanMarkerChange(event_key, other_human, 0 if other_human else -1)
 
 
+def human_marker_update(
+    settings: Settings, email_id: str, user_id: str, change: HumanMarkerChange, *, kind: Kind
+) -> dict[str, Any]:
+    """A TransactItem moving the user's marker from `change.was` to `change.now`, conditioned on
+    `was`, so a marker changed meanwhile cancels the transaction."""
+    was: tuple[str, dict[str, Any]] = (
+        (f"{HUMAN_SEEN_BY} = :was", {":was": {"S": change.was}})
+        if change.was
+        else (f"attribute_not_exists({HUMAN_SEEN_BY})", {})
+    )
+    return {
+        "Update": update(
+            settings.meta_table,
+            meta_key(email_pk(email_id), kind.marker(user_id)),
+            sets={HUMAN_SEEN_BY: {"S": change.now}} if change.now else {},
+            removes=() if change.now else (HUMAN_SEEN_BY,),
+            condition=f"attribute_exists(pk) AND {was[0]}",
+            condition_values=was[1],
+        )
+    }
+
+
+def unique_human_update(settings: Settings, email_id: str, delta: int, *, kind: Kind) -> dict[str, Any]:
+    """A TransactItem adding `delta` to the email's unique human openers (clickers)."""
+    return {
+        "Update": update(
+            settings.meta_table, meta_key(email_pk(email_id), STATS_SK), adds={kind.unique[1]: delta}
+        )
+    }
+
+
 def revision_counters(
     old: Mapping[str, Any],
     new: Mapping[str, Any],
@@ -496,21 +527,5 @@ def revision_transaction(
         amounts = {name: n for name, n in item.adds.items() if n}
         items.append({"Update": update(settings.meta_table, item.key, sets=item.sets, adds=amounts)})
     if marker is not None and old.get("user_id"):
-        was = (
-            (f"{HUMAN_SEEN_BY} = :was", {":was": {"S": marker.was}})
-            if marker.was
-            else (f"attribute_not_exists({HUMAN_SEEN_BY})", {})
-        )
-        items.append(
-            {
-                "Update": update(
-                    settings.meta_table,
-                    meta_key(email_pk(email_id), kind.marker(str(old["user_id"]))),
-                    sets={HUMAN_SEEN_BY: {"S": marker.now}} if marker.now else {},
-                    removes=() if marker.now else (HUMAN_SEEN_BY,),
-                    condition=f"attribute_exists(pk) AND {was[0]}",
-                    condition_values=was[1],
-                )
-            }
-        )
+        items.append(human_marker_update(settings, email_id, str(old["user_id"]), marker, kind=kind))
     return items
