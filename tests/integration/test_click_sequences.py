@@ -4,7 +4,9 @@ reports the same run)."""
 
 from __future__ import annotations
 
-from bench.click_sequences import TARGETS, load_corpus, measure
+from bench.click_sequences import SECRET, TARGETS, click_path, load_corpus, measure
+from mailpixel.pixel.app import create_app
+from tests.conftest import all_items
 
 
 def test_corpus_floor(settings, table):
@@ -30,3 +32,17 @@ def test_every_sequence_cites_a_source():
         "m365_egress_hours_later",
     }
     assert hard <= set(names)
+
+
+def test_click_stores_the_signed_honeypot_mark_and_refuses_a_forged_one(settings, table, ddb):
+    app = create_app(settings.with_overrides(signing_secrets=(SECRET,))).test_client()
+    trap, link = click_path("u1", "honeypot", 1), click_path("u1", 0, 1)
+    assert app.get(trap).status_code == 302 and app.get(link).status_code == 302
+    stored = {item["url"]: item for item in all_items(ddb, settings.clicks_table)}
+    assert stored["https://shop.example.com/p/honeypot?utm_source=mail"]["honeypot"] is True
+    assert "honeypot" not in stored["https://shop.example.com/p/0?utm_source=mail"]
+    # hp is signed: added to a real link, or removed from the honeypot, the URL is refused.
+    assert app.get(link + "&hp=1").status_code == 400
+    stripped = trap.replace("&hp=1", "")
+    assert stripped != trap and app.get(stripped).status_code == 400
+    assert len(all_items(ddb, settings.clicks_table)) == 2
