@@ -6,10 +6,11 @@ from __future__ import annotations
 import pytest
 
 from mailpixel.config import ConfigError, Settings
-from mailpixel.enrich.classify.clicks import SequenceClick, SequenceRules, classify_click, sequence_verdicts
+from mailpixel.enrich.classify.clicks import SequenceClick, classify_click, sequence_verdicts
 from mailpixel.enrich.classify.ranges import shipped_ranges
+from mailpixel.enrich.clicks import sequence_rules
 
-RULES = SequenceRules()
+RULES = sequence_rules(Settings())  # the defaults
 
 
 def clicks(*steps: tuple[float, str, str] | tuple[float, str, str, bool]) -> list[SequenceClick]:

@@ -103,12 +103,12 @@ def classify_click(
 
 @dataclass(frozen=True)
 class SequenceRules:
-    """The sequence rules' thresholds (`Settings.click_*`)."""
+    """The sequence rules' thresholds (`Settings.click_*`, with their defaults)."""
 
-    burst_links: int = 3
-    burst_seconds: float = 2.0
-    multi_source_seconds: float = 1.0
-    honeypot_window_seconds: float = 30.0
+    burst_links: int
+    burst_seconds: float
+    multi_source_seconds: float
+    honeypot_window_seconds: float
 
     @property
     def reach(self) -> float:
