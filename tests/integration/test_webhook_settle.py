@@ -111,3 +111,21 @@ def test_the_queue_delays_click_webhooks_and_the_delivery_function_drops_revised
     result = deliver_records(records, (receiver, SECRET), client, url, first_retry_seconds=0, lookup=lookup)
     assert result == {"batchItemFailures": []}  # the revised one is done with, not retried
     assert [json.loads(r["body"])["user_id"] for r in Receiver.received] == ["person"]
+
+
+def test_a_click_still_being_enriched_waits_on_the_queue(settings, ddb, table, queues, receiver):  # noqa: F811
+    client, url, _ = queues
+    click(settings, "u1", "sale")  # stored, not enriched: no poller runs
+    (stored,) = _clicks(ddb, settings)
+    payload = {
+        "id": f"click_{stored['request_id']}",
+        "type": "human_click",
+        "email_id": "e1",
+        "time": stored["clicked_at"],
+    }
+    client.send_message(QueueUrl=url, MessageBody=json.dumps(payload))
+    records = receive(client, url)
+    lookup = lambda p: current_click(ddb, settings.clicks_table, p)  # noqa: E731
+    result = deliver_records(records, (receiver, SECRET), client, url, first_retry_seconds=0, lookup=lookup)
+    assert result["batchItemFailures"] == [{"itemIdentifier": records[0]["messageId"]}]
+    assert Receiver.received == []
