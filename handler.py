@@ -7,6 +7,7 @@ Werkzeug or serverless-wsgi (`tests/e2e/test_cold_start.py` checks this).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
@@ -14,11 +15,11 @@ from mailpixel.config import Settings
 
 if TYPE_CHECKING:
     from flask import Flask
+    from mypy_boto3_dynamodb import DynamoDBClient
 
     from mailpixel.ddb.store import EventStore
     from mailpixel.enrich.handler import StreamHandler
     from mailpixel.secrets import SigningKeys
-    from mailpixel.webhooks.handler import Lookup
 
 settings = Settings.from_env()
 
@@ -157,15 +158,20 @@ def webhooks(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
     queue_url = settings.webhook_queue_url or ""
     return deliver_records(
-        event.get("Records", []), _webhook_target(), sqs_client(settings), queue_url, lookup=_click_lookup()
+        event.get("Records", []), _webhook_target(), sqs_client(settings), queue_url, lookup=_click_lookup
     )
 
 
-@cache
-def _click_lookup() -> Lookup:
-    """A human click's webhook is sent only if the click is still human (README "Settle window")."""
-    from mailpixel.aws import dynamodb_client
+def _click_lookup(payload: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """A human click's webhook is sent only if the click is still human (README "Settle window");
+    the DynamoDB client is made on the first click's message, not at every cold start."""
     from mailpixel.model.webhooks import current_click
 
-    client = dynamodb_client(settings)
-    return lambda payload: current_click(client, settings.clicks_table, payload)
+    return current_click(_webhook_ddb(), settings.clicks_table, payload)
+
+
+@cache
+def _webhook_ddb() -> DynamoDBClient:
+    from mailpixel.aws import dynamodb_client
+
+    return dynamodb_client(settings)

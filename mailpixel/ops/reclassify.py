@@ -114,9 +114,10 @@ class Reclassifier:
         self.client = client
         self.settings = settings
         self.ranges = ranges or shipped_ranges()
+        self.at = ""  # when this run revises (`revised_at`)
 
     def run(self, email_id: str, *, dry_run: bool = False) -> dict[str, Any]:
-        at = iso_millis(int(time.time() * 1000))
+        at = self.at = iso_millis(int(time.time() * 1000))
         opens = _events(self.client, self.settings.table, email_id)
         clicks = _events(self.client, self.settings.clicks_table, email_id)
         wanted_clicks = click_fields(clicks, self.ranges, self.settings, at)
@@ -179,7 +180,7 @@ class Reclassifier:
                 self.settings,
                 event,
                 final[key],
-                changed,
+                {**changed, "revised_at": self.at},
                 kind=kind,
                 shard=zlib.crc32(key.encode()) % ALL_SHARDS,
             )
