@@ -11,8 +11,10 @@ from typing import Any
 
 from mailpixel.config import Settings
 
-# Each step of the enrichment write, told apart by what its request asks for.
-STEPS = ("claim", "adopt", "opener", "bound", "commit", "revise")
+# Each step of the enrichment write, told apart by what its request asks for; clicks have one
+# more, the revision of a counted click (`enrich/clicks.py`).
+STEPS = ("claim", "adopt", "opener", "bound", "commit")
+REVISE = "revise"
 
 
 class Crash(RuntimeError):
@@ -23,7 +25,7 @@ def step_of(operation: str, params: dict[str, Any], settings: Settings) -> str |
     if operation == "TransactWriteItems":
         # A revision of a counted click checks its counting batch's marker; a batch's counters do not.
         items = params.get("TransactItems") or []
-        return "revise" if any("ConditionCheck" in item for item in items) else "commit"
+        return REVISE if any("ConditionCheck" in item for item in items) else "commit"
     if operation != "UpdateItem":
         return None
     names = set((params.get("ExpressionAttributeNames") or {}).values())
