@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP_PY := $(VENV)/.installed
 STAMP_NODE := node_modules/.installed
 
-.PHONY: run test unit lint typecheck package bench setup check-java check-chromium clean
+.PHONY: run test unit lint typecheck package bench setup check-java check-chromium check-spamassassin clean
 
 run: setup ## Run the local stack: DynamoDB Local + the app on http://127.0.0.1:$${PORT:-5000}
 	$(BIN)/mailpixel run
@@ -26,7 +26,7 @@ bench: setup ## Benchmarks against the floor; prints tables
 package: setup ## Build the Lambda zip (.serverless/) without AWS credentials
 	MAILPIXEL_PACKAGE_PYTHON=$(abspath $(BIN)/python) npx --no-install serverless package
 
-setup: $(STAMP_PY) $(STAMP_NODE) check-java check-chromium
+setup: $(STAMP_PY) $(STAMP_NODE) check-java check-chromium check-spamassassin
 
 $(STAMP_PY): requirements.txt requirements-dev.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "mailpixel needs Python 3.11+"'
@@ -52,6 +52,14 @@ check-chromium:
 	@test -x /usr/bin/chromium || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
 	  && apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } \
 	  || echo "warning: /usr/bin/chromium missing (apt-get install chromium): the dashboard test needs it"
+
+# The spam-score test runs Debian's SpamAssassin offline (`spamassassin -L`); it fails, never
+# skips, when this could not install it.
+check-spamassassin:
+	@command -v spamassassin >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+	  && { apt-get install -y -qq spamassassin >/dev/null 2>&1 \
+	       || { apt-get update -qq && apt-get install -y -qq spamassassin >/dev/null; }; }; } \
+	  || echo "warning: spamassassin missing (apt-get install spamassassin): tests/e2e/test_spam_score.py fails without it"
 
 clean:
 	rm -rf $(VENV) node_modules .serverless .cache .mypy_cache .pytest_cache .ruff_cache

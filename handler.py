@@ -154,11 +154,17 @@ def _webhook_target() -> tuple[str, str] | None:
 def webhooks(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """SQS webhook queue → signed POSTs to the sender's URL (retried with backoff, then the DLQ)."""
     from mailpixel.aws import sqs_client
-    from mailpixel.webhooks.handler import deliver_records
+    from mailpixel.webhooks.handler import batch_deadline, deliver_records
 
+    deadline = batch_deadline(context)  # first: the clock runs from the invocation's start
     queue_url = settings.webhook_queue_url or ""
     return deliver_records(
-        event.get("Records", []), _webhook_target(), sqs_client(settings), queue_url, lookup=_click_lookup
+        event.get("Records", []),
+        _webhook_target(),
+        sqs_client(settings),
+        queue_url,
+        deadline=deadline,
+        lookup=_click_lookup,
     )
 
 

@@ -126,6 +126,9 @@ class Settings:
     webhook_queue_url: str | None = None
     # In AWS, webhooks are sent only when deployed with `--param="webhooks=on"`.
     webhooks: Switch = "off"
+    # Webhooks for clicks on email-scoped links (README "Email-scoped signatures"): off, since
+    # their user id is not signed and anyone holding such a link can set it to anyone.
+    webhook_scoped_clicks: Switch = "off"
     # Click sequence rules (README "Click verdicts and their evidence"): `burst` is K distinct
     # links of one email clicked by one recipient within S seconds; `multi_source` one link of
     # one recipient clicked from two addresses within this many seconds; a honeypot hit marks
@@ -203,6 +206,9 @@ class Settings:
             webhook_parameter=_optional(env, "MAILPIXEL_WEBHOOK_PARAMETER"),
             webhook_queue_url=_optional(env, "MAILPIXEL_WEBHOOK_QUEUE_URL"),
             webhooks=_choice(env, "MAILPIXEL_WEBHOOKS", SWITCH, d.webhooks),
+            webhook_scoped_clicks=_choice(
+                env, "MAILPIXEL_WEBHOOK_SCOPED_CLICKS", SWITCH, d.webhook_scoped_clicks
+            ),
             click_burst_links=_int(env, "MAILPIXEL_CLICK_BURST_LINKS", d.click_burst_links, minimum=2),
             click_burst_seconds=_float(env, "MAILPIXEL_CLICK_BURST_SECONDS", d.click_burst_seconds),
             click_multi_source_seconds=_float(

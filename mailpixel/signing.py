@@ -189,7 +189,7 @@ class ClickSigner:
     """Click URLs of one email, signed fast enough for 10,000 recipients x 50 links.
 
     The canonical string sorts by name, and `user_id` sorts after every other click
-    parameter (`email_id`, `scope`, `t`, `url`), so the canonical string of a click is the
+    parameter (`email_id`, `hp`, `scope`, `t`, `url`), so the canonical string of a click is the
     canonical string of its link's parameters followed by `&user_id=…`. The HMAC of that
     common part is computed once per link and copied per recipient: the same bytes `sign`
     would hash (the tests compare both), a fraction of the work.
@@ -214,7 +214,7 @@ class ClickSigner:
         if scoped:
             self._fixed[SCOPE_PARAM] = EMAIL_SCOPE
         self._key = hmac.new(secret.encode("utf-8"), digestmod=hashlib.sha256) if secret else None
-        self._links: dict[str, tuple[str, hmac.HMAC | None]] = {}
+        self._links: dict[tuple[str, bool], tuple[str, hmac.HMAC | None]] = {}
         # (user id, its checked and encoded `&user_id=…`): a recipient's links come one after
         # another, so the check and the percent-encoding run once per recipient, not per link.
         # One tuple, swapped whole, so threads sharing a signer never pair a user with another's.
@@ -227,24 +227,30 @@ class ClickSigner:
             last = self._user = (user_id, f"&{USER_PARAM}={_encode(user_id)}")
         return last[1]
 
-    def _link(self, destination: str) -> tuple[str, hmac.HMAC | None]:
-        cached = self._links.get(destination)
+    def _link(self, destination: str, honeypot: bool) -> tuple[str, hmac.HMAC | None]:
+        cached = self._links.get((destination, honeypot))
         if cached is None:
-            query = canonical({**self._fixed, URL_PARAM: destination})
+            params = {**self._fixed, URL_PARAM: destination}
+            if honeypot:
+                params[HONEYPOT_PARAM] = HONEYPOT_VALUE
+            query = canonical(params)
             state = None
             if self._key is not None:
                 state = self._key.copy()
                 state.update(query.encode("ascii"))
-            cached = self._links[destination] = (query, state)
+            cached = self._links[(destination, honeypot)] = (query, state)
         return cached
 
-    def url(self, destination: str, user_id: str) -> str:
+    def url(self, destination: str, user_id: str, *, honeypot: bool = False) -> str:
         """The click URL of `destination` for `user_id`.
 
         Email-scoped: `user_id` is appended after `sig`, outside the signature, exactly as
         given: pass the ESP's merge tag (`{{user_id}}`, `*|UNIQID|*`, …), which the ESP fills in.
+        With `honeypot=True` the URL also carries the signed `hp=1`: the hidden link no person
+        can reach. It is one more signed parameter, so `sign` over the same parameters plus
+        `hp=1` gives the same signature.
         """
-        query, state = self._link(destination)
+        query, state = self._link(destination, honeypot)
         if self.email_scoped:
             if state is not None:
                 query += f"&{SIG_PARAM}={_sig_of(state.copy())}"

@@ -261,9 +261,24 @@ def counter_items(
         items.append(CounterItem(meta_key(emails_on_day_pk(day), email_pk(email_id)), pair, day_sets))
     url = event.get("url")
     if kind.per_link and isinstance(url, str):
+        url = counted_link(url)
         link_sets = {"email_id": email_value, "url": {"S": url}, "expires_at": expires}
         items.append(CounterItem(meta_key(email_pk(email_id), link_sk_of(url)), pair, link_sets))
     return items
+
+
+def counted_link(url: str) -> str:
+    """The destination as per-link counters keep it: scheme, host, path and the query's names,
+    without the query's values or the fragment. Personalised links
+    (`?email=erin%40example.com&token=…`) are one link per recipient with their data in it:
+    counters shared by every recipient must not keep it, and `forget --user-id` cannot reach
+    a counter. `?utm_source=mail` and `?utm_source=ads` count as one link (README "Per-link
+    counters")."""
+    base, _, query = url.partition("#")[0].partition("?")
+    if not query:
+        return base
+    names = [part.split("=", 1)[0] + "=" for part in query.split("&") if "=" in part]
+    return f"{base}?{'&'.join(names)}" if names else base
 
 
 def _key_id(key: Key) -> tuple[str, str]:

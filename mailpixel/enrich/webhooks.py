@@ -32,13 +32,16 @@ from mailpixel.logs import get_logger
 from mailpixel.model.keys import email_pk, meta_key, webhook_open_sk
 from mailpixel.model.webhooks import (
     DROP,
+    EMAIL_SIGNED,
     SEND,
     click_payload,
     current_click,
     encode,
     first_open_payload,
+    log_attempt,
     post,
     settled,
+    signature_scope,
     stored_click_key,
 )
 
@@ -85,13 +88,14 @@ class DirectOutbox:
         self.url, self.secret, self.failed, self.delays = url, secret, failed, delays
 
     def put(self, payload: Mapping[str, Any]) -> None:
-        body = encode(payload)
-        for delay in (*self.delays, None):
-            try:
-                if 200 <= post(self.url, self.secret, body, str(payload["id"])) < 300:
-                    return
-            except OSError as exc:
-                log.warning("webhook_delivery_failed", extra={"id": payload["id"], "error": repr(exc)})
+        """Never raises for the receiver's sake (`post` turns every failure into a result): a
+        bad receiver must not fail the click's or open's enrichment and counting."""
+        body, event_id = encode(payload), str(payload["id"])
+        for attempt, delay in enumerate((*self.delays, None), start=1):
+            delivery = post(self.url, self.secret, body, event_id)
+            log_attempt(log, event_id, delivery, attempt)
+            if delivery.delivered:
+                return
             if delay is not None:
                 time.sleep(delay)
         # User ids and locations: readable by their owner only, as the other local data files.
@@ -142,8 +146,13 @@ class WebhookProducer:
         self.settings = settings
 
     def for_click(self, event: Mapping[str, Any], enrichment: Mapping[str, Any]) -> None:
-        if not enrichment.get("machine_click"):
-            self.outbox.put(click_payload(event, enrichment))
+        """Every human click; a click on an email-scoped link only with
+        MAILPIXEL_WEBHOOK_SCOPED_CLICKS=on, as its user id may be anyone's."""
+        if enrichment.get("machine_click"):
+            return
+        if signature_scope(event) == EMAIL_SIGNED and self.settings.webhook_scoped_clicks != "on":
+            return
+        self.outbox.put(click_payload(event, enrichment))
 
     def for_open(self, event: Mapping[str, Any], enrichment: Mapping[str, Any]) -> None:
         """The first human open per email and user. A marker in the meta table, written after
@@ -186,6 +195,21 @@ def outbox_for(settings: Settings, ddb: DynamoDBClient | None = None) -> Outbox 
             ddb = dynamodb_client(settings)
         return SettlingOutbox(direct, ddb, settings.clicks_table, settings.webhook_settle_seconds)
     return None
+
+
+def webhooks_status(settings: Settings) -> str:
+    """The `make run` banner's line: whether webhooks are on and where they go, so a sender
+    debugging a receiver sees it at once."""
+    outbox = outbox_for(settings)
+    settle = ""
+    if isinstance(outbox, SettlingOutbox):
+        settle = f", human clicks after a {outbox.seconds:g} s settle window"
+        outbox = outbox.inner
+    if isinstance(outbox, DirectOutbox):
+        return f"Webhooks: on, POSTed to {outbox.url}{settle} (undelivered ones kept in {outbox.failed})"
+    if isinstance(outbox, SqsOutbox):
+        return f"Webhooks: on, queued on {outbox.queue_url}"
+    return "Webhooks: off (set MAILPIXEL_WEBHOOK_URL and MAILPIXEL_WEBHOOK_SECRET to send them)"
 
 
 def webhook_hooks(settings: Settings, ddb: DynamoDBClient | None = None) -> tuple[Hook | None, Hook | None]:

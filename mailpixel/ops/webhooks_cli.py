@@ -9,7 +9,7 @@ import uuid
 from typing import Any
 
 from mailpixel.config import Settings
-from mailpixel.model.webhooks import HUMAN_CLICK, encode, post
+from mailpixel.model.webhooks import HUMAN_CLICK, USER_SIGNED, encode, post
 
 SAMPLE_CLIENT = {"name": "Chrome", "version": "131.0.0", "os": "Windows", "device": "Other"}
 
@@ -21,6 +21,7 @@ def sample_event() -> dict[str, Any]:
         "type": HUMAN_CLICK,
         "email_id": "mailpixel-webhook-test",
         "user_id": "test-user",
+        "signature_scope": USER_SIGNED,
         "time": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()),
         "url": "https://example.com/",
         "client": SAMPLE_CLIENT,
@@ -50,10 +51,10 @@ def cmd_test(args: argparse.Namespace) -> int:
         print("mailpixel: no webhook URL and secret (MAILPIXEL_WEBHOOK_URL, MAILPIXEL_WEBHOOK_SECRET)")
         return 2
     event = sample_event()
-    try:
-        status: int | str = post(url, secret, encode(event), event["id"])
-    except OSError as exc:
-        status = repr(exc)
-    ok = isinstance(status, int) and 200 <= status < 300
-    print(json.dumps({"url": url, "id": event["id"], "status": status, "delivered": ok}))
-    return 0 if ok else 1
+    delivery = post(url, secret, encode(event), event["id"])
+    print(
+        json.dumps(
+            {"url": url, "id": event["id"], "status": delivery.describe(), "delivered": delivery.delivered}
+        )
+    )
+    return 0 if delivery.delivered else 1

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from mailpixel.api import stats
-from mailpixel.enrich.aggregates import CLICKS
+from mailpixel.enrich.aggregates import CLICKS, counted_link
 from mailpixel.enrich.writer import EnrichmentWriter
 from mailpixel.model.clicks import ClickEvent
 from mailpixel.model.events import iso_millis
@@ -94,7 +94,8 @@ def recount(ddb, settings) -> dict[str, dict[str, Any]]:
         assert "enriched_at" in item
         e = per_email[item["email_id"]]
         kind = "machine_clicks" if item["machine_click"] else "human_clicks"
-        for counter in (e["counts"], e["links"][item["url"]], e["days"][item["clicked_at"][:10]]):
+        link = counted_link(item["url"])
+        for counter in (e["counts"], e["links"][link], e["days"][item["clicked_at"][:10]]):
             counter.update(("clicks", kind))
         if item.get("user_id"):
             e["users"].add(item["user_id"])
@@ -188,3 +189,33 @@ def test_forget_user_removes_their_clicker_markers(store, ddb, settings):
     left = all_items(ddb, settings.meta_table)
     assert not [i for i in left if i.get("user_id") == "user-1" or i["sk"] == "clicker#user-1"]
     assert [i for i in left if i["sk"].startswith("clicker#")]  # other users' markers stay
+
+
+def test_per_link_counters_keep_no_recipients_data(store, ddb, settings):
+    """Personalised destinations count as one link without their values: after `forget`, no
+    trace of the recipient is left in the per-link counters the API and dashboard show."""
+    from mailpixel.ops.erasure import Eraser
+
+    personal = [
+        replace(
+            click,
+            email_id="e1",
+            user_id=user,
+            url=f"https://shop.example.com/sale?email={user}%40example.com"
+            f"&token={token}&utm_source=mail#u={user}",
+        )
+        for click, (user, token) in zip(
+            make_clicks(2), [("erin", "t0k3n-erin"), ("frank", "t0k3n-frank")], strict=True
+        )
+    ]
+    enrich(store, ddb, settings, personal, crash=None)
+    Eraser(ddb, settings.table, settings.meta_table, settings.clicks_table).forget_user("erin")
+    (link,) = stats.email_stats(ddb, settings.meta_table, "e1")["links"]
+    assert link["url"] == "https://shop.example.com/sale?email=&token=&utm_source=" and link["clicks"] == 2
+    assert "erin" not in repr(all_items(ddb, settings.meta_table))
+    assert counted_link("https://a.example/p?flag&x=1&y") == "https://a.example/p?x="
+    assert (
+        counted_link("https://a.example/p?token")
+        == counted_link("https://a.example/p#x")
+        == "https://a.example/p"
+    )

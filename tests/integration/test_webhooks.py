@@ -34,18 +34,27 @@ CHROME = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, l
 
 
 class Receiver(BaseHTTPRequestHandler):
-    """The sender's endpoint: answers the scripted statuses in turn (then 200), keeps every request."""
+    """The sender's endpoint: answers the scripted statuses in turn (then 200), keeps every request
+    (a GET too: what a followed redirect would turn a delivery into). A scripted (status, URL)
+    answers a redirect to URL."""
 
-    script: list[int] = []
+    script: list[int | tuple[int, str]] = []
     received: list[dict[str, Any]] = []
 
     def do_POST(self) -> None:  # noqa: N802 - http.server's name
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        type(self).received.append({"headers": dict(self.headers), "body": body})
-        status = type(self).script.pop(0) if type(self).script else 200
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        type(self).received.append(
+            {"headers": dict(self.headers), "body": body, "method": self.command, "path": self.path}
+        )
+        answer = type(self).script.pop(0) if type(self).script else 200
+        status, location = answer if isinstance(answer, tuple) else (answer, None)
         self.send_response(status)
+        if location is not None:
+            self.send_header("Location", location)
         self.send_header("Content-Length", "0")
         self.end_headers()
+
+    do_GET = do_POST  # noqa: N815
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
@@ -136,6 +145,7 @@ def test_human_click_is_queued_then_delivered_signed_through_failures(hooked, dd
         assert verify(SECRET, request["headers"][SIGNATURE_HEADER], request["body"])
     event = json.loads(Receiver.received[-1]["body"])
     assert event["type"] == "human_click" and event["user_id"] == "person" and event["id"] in ids
+    assert event["signature_scope"] == "user"  # a signed, user-scoped link
     assert event["verdict"]["machine"] is False and event["client"]["name"] == "Chrome"
     assert event["url"] == "https://shop.example.com/"
 
@@ -171,7 +181,9 @@ def test_first_human_open_is_queued_once_per_user(hooked, ddb, table, store, que
     handler = build_handler(hooked, ddb=ddb, provider=None, before_write=webhook_hooks(hooked, ddb)[0])
     StreamPoller(hooked, handler, ddb=ddb).wait_idle()
     bodies = [json.loads(r["body"]) for r in receive(client, url)]
-    assert [(b["type"], b["user_id"]) for b in bodies] == [("first_human_open", "u1")]
+    assert [(b["type"], b["user_id"], b["signature_scope"]) for b in bodies] == [
+        ("first_human_open", "u1", "unsigned")  # stored without `signed`: nothing vouches for u1
+    ]
 
 
 def test_webhooks_test_command_sends_a_signed_sample(receiver, capsys):

@@ -252,6 +252,9 @@ def run_stack(settings: Settings) -> int:
         def ready(base_url: str) -> None:
             print(f"mailpixel is serving on {base_url}", flush=True)
             print(f"Pixel URL: {sample_pixel_url(settings, base_url)}", flush=True)
+            from mailpixel.enrich.webhooks import webhooks_status
+
+            print(webhooks_status(settings), flush=True)
             print("Press Ctrl-C to stop.", flush=True)
 
         from mailpixel.ops.local.stream_poller import start_local_enrichment
