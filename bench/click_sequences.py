@@ -30,18 +30,7 @@ from mailpixel.enrich.clicks import build_click_handler
 from mailpixel.ops.local.stack import DynamoDBLocal
 from mailpixel.ops.local.stream_poller import StreamPoller
 from mailpixel.pixel.app import create_app
-from mailpixel.signing import (
-    HONEYPOT_PARAM,
-    HONEYPOT_VALUE,
-    SIG_PARAM,
-    TIME_PARAM,
-    URL_PARAM,
-    USER_PARAM,
-    canonical,
-    click_endpoint,
-    make_url,
-    sign,
-)
+from mailpixel.signing import ClickSigner, make_url
 
 CORPUS = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "click_sequences.json"
 NAMES = ("click_sequences",)
@@ -66,13 +55,10 @@ def link_url(link: Any) -> str:
 
 
 def click_path(user: str, link: Any, issued: int) -> str:
-    """A signed click URL's path and query; a honeypot link carries the signed `hp=1`, as the
-    links `instrument` makes."""
-    params = {"email_id": EMAIL, TIME_PARAM: str(issued), URL_PARAM: link_url(link), USER_PARAM: user}
-    if link == "honeypot":
-        params[HONEYPOT_PARAM] = HONEYPOT_VALUE
-    url = f"{click_endpoint(BASE)}?{canonical(params)}&{SIG_PARAM}={sign(params, SECRET)}"
-    parts = urlsplit(url)
+    """A signed click URL's path and query, made as `instrument` makes them; the honeypot link
+    carries the signed `hp=1`."""
+    signer = ClickSigner(BASE, EMAIL, SECRET, issued, scoped=False)
+    parts = urlsplit(signer.url(link_url(link), user, honeypot=link == "honeypot"))
     return f"{parts.path}?{parts.query}"
 
 

@@ -16,7 +16,7 @@ from mailpixel.enrich.webhooks import webhook_hooks
 from mailpixel.model.webhooks import current_click
 from mailpixel.ops.local.stream_poller import StreamPoller
 from mailpixel.pixel.app import create_app
-from mailpixel.signing import HONEYPOT_PARAM, HONEYPOT_VALUE, SIG_PARAM, canonical, click_endpoint, sign
+from mailpixel.signing import ClickSigner
 from mailpixel.webhooks.handler import deliver_records
 from tests.integration.test_fallback_queue import sqs_endpoint  # noqa: F401 - the moto server fixture
 from tests.integration.test_webhooks import (  # noqa: F401 - fixtures
@@ -34,10 +34,9 @@ BASE = "https://px.example.com"
 
 def click(settings, user: str, link: str, *, honeypot: bool = False) -> None:
     """A click through the real /click on a signed link; a honeypot link carries the signed hp=1."""
-    params = {"email_id": "e1", "url": f"https://shop.example.com/{link}", "user_id": user}
-    if honeypot:
-        params[HONEYPOT_PARAM] = HONEYPOT_VALUE
-    url = f"{click_endpoint(BASE)}?{canonical(params)}&{SIG_PARAM}={sign(params, NEW)}"
+    url = ClickSigner(BASE, "e1", NEW, None, scoped=False).url(
+        f"https://shop.example.com/{link}", user, honeypot=honeypot
+    )
     app = create_app(settings.with_overrides(signing_secrets=(NEW,)))
     response = app.test_client().get(url.removeprefix(BASE), headers={"User-Agent": CHROME})
     assert response.status_code == 302
