@@ -63,3 +63,4 @@ check-spamassassin:
 
 clean:
 	rm -rf $(VENV) node_modules .serverless .cache .mypy_cache .pytest_cache .ruff_cache
+	rm -rf wsgi_handler.py serverless_wsgi.py .serverless-wsgi .serverless-offline  # serverless offline, if killed

@@ -75,3 +75,9 @@ def ssm_client(settings: Settings) -> SSMClient:
         read_timeout=2,
         retries={"total_max_attempts": 3, "mode": "standard"},
     )
+
+
+def operator_client(service: str, settings: Settings) -> Any:
+    """A client the operator tools read a deployment with (cloudformation for `--stage`;
+    lambda, sns, dynamodb for `doctor`): AWS, or where `AWS_ENDPOINT_URL[_SERVICE]` points."""
+    return _client(service, settings, endpoint_url=None, connect_timeout=2, read_timeout=10)

@@ -19,6 +19,17 @@ IP_STORAGE_MODES: tuple[str, ...] = get_args(IpStorage)
 GEO_PROVIDERS: tuple[str, ...] = get_args(GeoProviderChoice)
 LOG_LEVELS: tuple[str, ...] = get_args(LogLevel)
 SWITCH: tuple[str, ...] = get_args(Switch)
+# What serverless.yml's environment sets for AWS that means nothing under `serverless offline`.
+OFFLINE_IGNORED = frozenset(
+    {
+        "MAILPIXEL_SIGNING_SECRETS_PARAMETER",
+        "MAILPIXEL_API_KEYS_PARAMETER",
+        "IPINFO_TOKEN_PARAMETER",
+        "MAILPIXEL_WEBHOOK_PARAMETER",
+        "MAILPIXEL_FALLBACK_QUEUE_URL",
+        "MAILPIXEL_WEBHOOK_QUEUE_URL",
+    }
+)
 Choice = TypeVar("Choice", bound=str)
 Number = TypeVar("Number", int, float)
 
@@ -129,6 +140,10 @@ class Settings:
     # Webhooks for clicks on email-scoped links (README "Email-scoped signatures"): off, since
     # their user id is not signed and anyone holding such a link can set it to anyone.
     webhook_scoped_clicks: Switch = "off"
+    # Under `serverless offline` (it sets IS_OFFLINE): serverless.yml's environment, made for
+    # AWS, is read as the local stack's (see `from_env`), and API Gateway's request id, the
+    # same on every request there, is not trusted (handler.py).
+    offline: bool = False
     # Click sequence rules (README "Click verdicts and their evidence"): `burst` is K distinct
     # links of one email clicked by one recipient within S seconds; `multi_source` one link of
     # one recipient clicked from two addresses within this many seconds; a honeypot hit marks
@@ -171,8 +186,14 @@ class Settings:
         dynamodb_port = _int(env, "DYNAMODB_PORT", d.dynamodb_port, minimum=1)
         endpoint_url = _optional(env, "DYNAMODB_ENDPOINT_URL")
         table = _optional(env, "MAILPIXEL_TABLE")
-        if local_default and endpoint_url is None and table is None:
+        offline = _optional(env, "IS_OFFLINE") == "true"
+        if endpoint_url is None and (offline or (local_default and table is None)):
             endpoint_url = f"http://127.0.0.1:{dynamodb_port}"
+        if offline:
+            # serverless.yml names SSM parameters and a queue (`!Ref`, which offline cannot
+            # resolve) for AWS: offline, secrets come from the environment and the fallback is
+            # the local file, as under `make run`, and nothing reaches AWS.
+            env = {k: v for k, v in env.items() if k not in OFFLINE_IGNORED}
         return cls(
             table=table or d.table,
             meta_table=_optional(env, "MAILPIXEL_META_TABLE") or d.meta_table,
@@ -209,6 +230,7 @@ class Settings:
             webhook_scoped_clicks=_choice(
                 env, "MAILPIXEL_WEBHOOK_SCOPED_CLICKS", SWITCH, d.webhook_scoped_clicks
             ),
+            offline=offline,
             click_burst_links=_int(env, "MAILPIXEL_CLICK_BURST_LINKS", d.click_burst_links, minimum=2),
             click_burst_seconds=_float(env, "MAILPIXEL_CLICK_BURST_SECONDS", d.click_burst_seconds),
             click_multi_source_seconds=_float(

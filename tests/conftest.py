@@ -65,30 +65,30 @@ def target_args(settings: Settings) -> list[str]:
     ]
 
 
-@pytest.fixture(scope="session")
-def packaged(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """`npx serverless package` run once per session, as a user would, with no AWS credentials.
-
-    Returns the output folder holding the CloudFormation template and mailpixel.zip.
-    """
+def package_service(out: Path, params: dict[str, str] | None = None) -> Path:
+    """`npx serverless package` into `out`, as a user would, with no AWS credentials and each
+    of `params` as `--param name=value`. Returns `out`: the CloudFormation template and
+    mailpixel.zip."""
     import subprocess
 
-    out = tmp_path_factory.mktemp("package")
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     env.update(
         AWS_EC2_METADATA_DISABLED="true", MAILPIXEL_PACKAGE_PYTHON=sys.executable, SLS_TELEMETRY_DISABLED="1"
     )
+    command = ["npx", "--no-install", "serverless", "package", "--stage", "test", "--package", str(out)]
+    for name, value in (params or {}).items():
+        command += ["--param", f"{name}={value}"]
     result = subprocess.run(
-        ["npx", "--no-install", "serverless", "package", "--stage", "test", "--package", str(out)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
+        command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False
     )
     assert result.returncode == 0, result.stdout + result.stderr
     return out
+
+
+@pytest.fixture(scope="session")
+def packaged(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The service packaged once per session with its default params (`package_service`)."""
+    return package_service(tmp_path_factory.mktemp("package"))
 
 
 def packaged_template(folder: Path) -> dict[str, Any]:

@@ -308,11 +308,12 @@ def cmd_url(args: argparse.Namespace) -> int:
     import html
     import time
 
+    from mailpixel.ops.stage import base_url as resolve_base_url
     from mailpixel.signing import make_url
 
     settings = Settings.from_env(local_default=True)
+    base_url = resolve_base_url(settings, given=args.base_url, stage=args.stage)
     secret = signing_secret(settings, "this URL is unsigned")
-    base_url = args.base_url or settings.public_base_url or f"http://127.0.0.1:{settings.port}"
     # With a maximum age the pixel refuses a URL without `t`, so it is added whatever the flag.
     issued = int(time.time()) if args.with_time or settings.signature_max_age_days else None
     try:
@@ -381,8 +382,10 @@ def _add_target(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from mailpixel.ops.clicks_cli import add_parser as add_clicks_command
+    from mailpixel.ops.doctor import add_parser as add_doctor_command
     from mailpixel.ops.instrument_cli import add_parser as add_instrument_command
     from mailpixel.ops.reclassify import add_parser as add_reclassify_command
+    from mailpixel.ops.stage import add_base_url_arguments
     from mailpixel.ops.webhooks_cli import add_parser as add_webhooks_command
 
     parser = argparse.ArgumentParser(prog="mailpixel", description=__doc__.split("\n\n")[0])
@@ -431,7 +434,7 @@ def build_parser() -> argparse.ArgumentParser:
     url = commands.add_parser("url", help="print a (signed) pixel URL and its <img> tag")
     url.add_argument("--email-id", required=True)
     url.add_argument("--user-id", required=True)
-    url.add_argument("--base-url", help="where the pixel answers (default: MAILPIXEL_BASE_URL, local stack)")
+    add_base_url_arguments(url)
     url.add_argument(
         "--with-time",
         action="store_true",
@@ -442,6 +445,7 @@ def build_parser() -> argparse.ArgumentParser:
     url.set_defaults(func=cmd_url)
 
     add_instrument_command(commands)
+    add_doctor_command(commands)
     add_webhooks_command(commands)
     add_clicks_command(commands, _add_target)
     add_reclassify_command(commands, _add_target)
@@ -473,8 +477,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - a person reads this: one line, not a traceback
         from mailpixel.model.query import BadQuery
         from mailpixel.ops.local.stack import LocalStackError
+        from mailpixel.ops.stage import StageError
 
-        if isinstance(exc, LocalStackError | BadQuery):
+        if isinstance(exc, LocalStackError | BadQuery | StageError):
             print(f"mailpixel: {exc}", file=sys.stderr)
             return 2
         name = type(exc).__name__

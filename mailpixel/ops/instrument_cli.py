@@ -24,6 +24,8 @@ from mailpixel.ops.instrument import (
     TRACKING_VALUES,
     Instrumenter,
 )
+from mailpixel.ops.stage import add_base_url_arguments
+from mailpixel.ops.stage import base_url as resolve_base_url
 
 USER_COLUMN = "user_id"
 FILE_COLUMN = "file"
@@ -53,9 +55,7 @@ def add_parser(commands: Any) -> None:
         metavar="MERGE_TAG",
         help="one email for an ESP: signatures cover the email and links, user_id is this merge tag",
     )
-    parser.add_argument(
-        "--base-url", help="where mailpixel answers (default: MAILPIXEL_BASE_URL, local stack)"
-    )
+    add_base_url_arguments(parser)
     parser.add_argument(
         "--with-time",
         action="store_true",
@@ -141,7 +141,7 @@ def _instrumenter(args: argparse.Namespace, email_scoped: bool) -> Instrumenter:
     return Instrumenter(
         text,
         email_id=args.email_id,
-        base_url=args.base_url or settings.public_base_url or f"http://127.0.0.1:{settings.port}",
+        base_url=resolve_base_url(settings, given=args.base_url, stage=args.stage),
         secret=signing_secret(settings, "these URLs are unsigned"),
         t=int(time.time()) if dated else None,
         email_scoped=email_scoped,

@@ -37,6 +37,9 @@ def add_parser(commands: Any) -> None:
     test = actions.add_parser("test", help="send a signed sample event and print the receiver's answer")
     test.add_argument("--url", help="default: MAILPIXEL_WEBHOOK_URL, else the SSM parameter's")
     test.add_argument("--secret", help="default: MAILPIXEL_WEBHOOK_SECRET, else the SSM parameter's")
+    test.add_argument(
+        "--stage", help="the deployed stage's target: its SSM parameter /mailpixel/STAGE/webhook, in AWS"
+    )
     test.set_defaults(func=cmd_test)
 
 
@@ -44,6 +47,12 @@ def cmd_test(args: argparse.Namespace) -> int:
     from mailpixel.webhooks.handler import load_target
 
     settings = Settings.from_env(local_default=True)
+    if args.stage:
+        from mailpixel.ops.stage import parameter_name
+
+        settings = settings.with_overrides(
+            webhook_url=None, webhook_secret=None, webhook_parameter=parameter_name(args.stage, "webhook")
+        )
     target = load_target(settings) if not (args.url and args.secret) else None
     url = args.url or (target[0] if target else None)
     secret = args.secret or (target[1] if target else None)

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import shutil
 import struct
+import subprocess
 import zipfile
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pytest
 
-from tests.conftest import packaged_template
+from mailpixel.model.keys import geo_key, geo_pk
+from tests.conftest import package_service, packaged_template
 
 ELF_MACHINE_AARCH64 = 183
 
@@ -176,3 +181,78 @@ def test_campaign_sized_limits(template):
     (enrich,) = [m for m in mappings if "EventsTable" in json.dumps(m["EventSourceArn"])]
     assert enrich["ParallelizationFactor"] >= 2
     assert enrich["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+
+
+# Prints each .pyc's recorded source path (co_filename), read by the Python that wrote it.
+SOURCE_PATHS = """
+import marshal, sys, zipfile
+with zipfile.ZipFile(sys.argv[1]) as archive:
+    for name in archive.namelist():
+        if name.endswith(".pyc"):
+            print(name, marshal.loads(archive.read(name)[16:]).co_filename)
+"""
+
+
+def runtime_python() -> str:
+    """The Lambda runtime's Python (3.13), found where deploy/bytecode.js finds it."""
+    candidates = [os.environ.get("MAILPIXEL_BYTECODE_PYTHON"), shutil.which("python3.13")]
+    pyenv = shutil.which("pyenv")
+    if pyenv:
+        prefix = subprocess.run([pyenv, "prefix", "3.13.0"], capture_output=True, text=True, check=False)
+        candidates.append(f"{prefix.stdout.strip()}/bin/python3.13" if prefix.returncode == 0 else None)
+    for candidate in filter(None, candidates):
+        version = [candidate, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"]
+        if subprocess.run(version, capture_output=True, text=True, check=False).stdout.strip() == "3.13":
+            return candidate
+    raise AssertionError("no Python 3.13: deploy/bytecode.js could not have compiled the zip either")
+
+
+def test_two_packagings_give_the_same_zip(packaged: Path, tmp_path: Path):
+    """Issue 16, item 3: every build differed (temporary .pyc paths, entry times), so every
+    deploy uploaded and updated every function."""
+    again = package_service(tmp_path / "again")
+    first, second = (
+        hashlib.sha256((f / "mailpixel.zip").read_bytes()).hexdigest() for f in (packaged, again)
+    )
+    assert first == second
+    with zipfile.ZipFile(packaged / "mailpixel.zip") as archive:
+        entries = archive.infolist()
+    names = [e.filename for e in entries]
+    assert names == sorted(names)
+    assert {e.date_time for e in entries} == {(1980, 1, 1, 0, 0, 0)}
+    assert {e.external_attr >> 16 for e in entries} == {0o100644, 0o100755}
+
+
+def test_bytecode_names_its_source_under_var_task(packaged: Path):
+    """Tracebacks on Lambda show /var/task/..., where the module is, not the build's /tmp folder."""
+    result = subprocess.run(
+        [runtime_python(), "-c", SOURCE_PATHS, str(packaged / "mailpixel.zip")],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    recorded = dict(line.split(" ", 1) for line in result.stdout.splitlines())
+    assert len(recorded) > 200
+    for pyc, source in recorded.items():
+        compiled = PurePosixPath(pyc)  # <folder>/__pycache__/<module>.cpython-313.pyc
+        module = compiled.name.split(".")[0]
+        assert source == str(PurePosixPath("/var/task", compiled.parent.parent, f"{module}.py")), pyc
+
+
+@pytest.mark.parametrize("role", ["EnrichRole", "ClickEnrichRole"])
+def test_enrichment_batch_writes_only_geolocation_cache_items(template, role):
+    """Issue 18, item 16: the enrichment roles could BatchWriteItem anywhere in the meta table;
+    they use it only for the geolocation cache (pk `geo#<ip>`)."""
+    meta = [
+        s for s in _role_statements(template, role) if s["Resource"] == [{"Fn::GetAtt": ["MetaTable", "Arn"]}]
+    ]
+    (batch_write,) = [s for s in meta if "dynamodb:BatchWriteItem" in s["Action"]]
+    assert batch_write["Action"] == ["dynamodb:BatchWriteItem"]
+    assert batch_write["Condition"] == {
+        "ForAllValues:StringLike": {"dynamodb:LeadingKeys": [f"{geo_pk.text}*"]}
+    }
+    assert geo_key("203.0.113.9")["pk"]["S"].startswith(geo_pk.text)  # the key the cache writes
+    # Everything else they did on the meta table is still allowed, anywhere in it.
+    (rest,) = [s for s in meta if "Condition" not in s]
+    assert set(rest["Action"]) == {"dynamodb:BatchGetItem", "dynamodb:UpdateItem", "dynamodb:PutItem"}

@@ -20,10 +20,15 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from mailpixel.config import Settings
 from mailpixel.files import private_dir
 from mailpixel.logs import get_logger
+
+if TYPE_CHECKING:
+    from flask import Flask
+    from werkzeug.serving import BaseWSGIServer
 
 log = get_logger("ops.local.stack")
 ROOT = Path(__file__).resolve().parents[3]
@@ -188,16 +193,55 @@ class DynamoDBLocal:
             process.wait(timeout=10)
 
 
-def _serve(settings: Settings, ready: Callable[[str], None], stop: threading.Event) -> None:
+class StopRequest:
+    """What a SIGINT or SIGTERM handler sets, and what the main thread waits on.
+
+    A signal handler runs in the main thread between two bytecodes, and runs again, nested,
+    when another signal arrives while it runs. A handler that takes a lock (`Event.set()`
+    does) then waits for a lock its own thread holds: `mailpixel run` hung for ever, and
+    DynamoDB Local stayed up (issue 18). So the handler only assigns an attribute, and the
+    main thread polls it: a stop is seen within `poll` seconds.
+    """
+
+    def __init__(self, poll: float = 0.1) -> None:
+        self.signum: int | None = None
+        self.poll = poll
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        self.signum = signum  # one store: no lock, nothing that can block or raise
+
+    @property
+    def requested(self) -> bool:
+        return self.signum is not None
+
+    def wait(self) -> None:
+        while self.signum is None:
+            time.sleep(self.poll)
+
+
+def local_server(settings: Settings) -> tuple[BaseWSGIServer, tuple[Flask, Flask]]:
+    """The pixel and api apps on 127.0.0.1:PORT, as `make run` serves them (not started)."""
     from werkzeug.serving import make_server
 
     from mailpixel.api.app import create_api_app
-    from mailpixel.ops.local.wsgi import combined_app
+    from mailpixel.ops.local.wsgi import access_log_handler, combined_app
     from mailpixel.pixel.app import create_app
-    from mailpixel.web import flush_metrics
 
     apps = (create_app(settings), create_api_app(settings))
-    server = make_server("127.0.0.1", settings.port, combined_app(*apps), threaded=True)
+    server = make_server(
+        "127.0.0.1",
+        settings.port,
+        combined_app(*apps),
+        threaded=True,
+        request_handler=access_log_handler(settings.ip_storage),
+    )
+    return server, apps
+
+
+def _serve(settings: Settings, ready: Callable[[str], None], stop: StopRequest) -> None:
+    from mailpixel.web import flush_metrics
+
+    server, apps = local_server(settings)
     thread = threading.Thread(target=server.serve_forever, name="http", daemon=True)
     thread.start()
     ready(f"http://127.0.0.1:{settings.port}")
@@ -229,13 +273,9 @@ def run_stack(settings: Settings) -> int:
         raise LocalStackError(f"port {settings.port} is in use; set PORT to another port")
     data_dir = private_dir(Path(settings.data_dir))  # opens, the fallback, failures: owner only
     database = DynamoDBLocal(settings.dynamodb_port, data_dir / "dynamodb")
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    stop = StopRequest()
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
     database.start()
     try:
         settings = settings.with_overrides(endpoint_url=database.endpoint_url)
@@ -249,11 +289,13 @@ def run_stack(settings: Settings) -> int:
         )
         print(EXPOSED_WARNING.format(port=database.port), flush=True)
 
-        def ready(base_url: str) -> None:
-            print(f"mailpixel is serving on {base_url}", flush=True)
-            print(f"Pixel URL: {sample_pixel_url(settings, base_url)}", flush=True)
+        def ready(local_url: str) -> None:
             from mailpixel.enrich.webhooks import webhooks_status
+            from mailpixel.ops.stage import base_url
 
+            # MAILPIXEL_BASE_URL (a tunnel to this machine, say): the links a sender would make.
+            print(f"mailpixel is serving on {local_url}", flush=True)
+            print(f"Pixel URL: {sample_pixel_url(settings, base_url(settings))}", flush=True)
             print(webhooks_status(settings), flush=True)
             print("Press Ctrl-C to stop.", flush=True)
 
@@ -261,7 +303,8 @@ def run_stack(settings: Settings) -> int:
 
         poller = start_local_enrichment(settings)
         try:
-            _serve(settings, ready, stop)
+            if not stop.requested:  # a Ctrl-C during start-up stops it here
+                _serve(settings, ready, stop)
         finally:
             poller.stop()
     finally:
