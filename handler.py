@@ -7,6 +7,7 @@ Werkzeug or serverless-wsgi (`tests/e2e/test_cold_start.py` checks this).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
@@ -14,6 +15,7 @@ from mailpixel.config import Settings
 
 if TYPE_CHECKING:
     from flask import Flask
+    from mypy_boto3_dynamodb import DynamoDBClient
 
     from mailpixel.ddb.store import EventStore
     from mailpixel.enrich.handler import StreamHandler
@@ -167,5 +169,25 @@ def webhooks(event: dict[str, Any], context: Any) -> dict[str, Any]:
     deadline = batch_deadline(context)  # first: the clock runs from the invocation's start
     queue_url = settings.webhook_queue_url or ""
     return deliver_records(
-        event.get("Records", []), _webhook_target(), sqs_client(settings), queue_url, deadline=deadline
+        event.get("Records", []),
+        _webhook_target(),
+        sqs_client(settings),
+        queue_url,
+        deadline=deadline,
+        lookup=_click_lookup,
     )
+
+
+def _click_lookup(payload: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """A human click's webhook is sent only if the click is still human (README "Settle window");
+    the DynamoDB client is made on the first click's message, not at every cold start."""
+    from mailpixel.model.webhooks import current_click
+
+    return current_click(_webhook_ddb(), settings.clicks_table, payload)
+
+
+@cache
+def _webhook_ddb() -> DynamoDBClient:
+    from mailpixel.aws import dynamodb_client
+
+    return dynamodb_client(settings)

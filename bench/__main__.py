@@ -2,7 +2,7 @@
 
 `--quick` takes fewer samples (for a smoke run); `--only NAME[,NAME]` runs a subset:
 latency, cold_start, package, bytecode, enrichment, inline, load, campaign, replay, accuracy,
-proxy_geo, click_latency, instrument.
+proxy_geo, click_latency, instrument, click_sequences.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from bench import (
     accuracy,
     bytecode,
     campaign,
+    click_sequences,
     clicks,
     cold_start,
     enrichment,
@@ -52,6 +53,7 @@ NAMES = (
     "accuracy",
     "proxy_geo",
     *clicks.NAMES,
+    *click_sequences.NAMES,
 )
 
 
@@ -350,6 +352,7 @@ def report(results: dict[str, Any]) -> str:
         if name in results and "error" not in results[name]:
             out.append(section.report(results[name]))
     out += clicks.report(results)
+    out += click_sequences.report(results)
     for name, value in results.items():
         if isinstance(value, dict) and "error" in value:
             out.append(f"### {name}: not measured\n\n{value['error']}\n")
@@ -466,6 +469,7 @@ def main(argv: list[str] | None = None) -> int:
             "accuracy": accuracy.run,
             "proxy_geo": proxy_geo.run,
             **clicks.steps(on_fresh_dynamodb, work, quick),
+            **click_sequences.steps(on_fresh_dynamodb, work, quick),
             "replay": lambda: replay.run(recipients=1000 if quick else 4000, seconds=30 if quick else 60),
             "campaign": lambda: campaign.run(
                 work,

@@ -144,6 +144,17 @@ class Settings:
     # AWS, is read as the local stack's (see `from_env`), and API Gateway's request id, the
     # same on every request there, is not trusted (handler.py).
     offline: bool = False
+    # Click sequence rules (README "Click verdicts and their evidence"): `burst` is K distinct
+    # links of one email clicked by one recipient within S seconds; `multi_source` one link of
+    # one recipient clicked from two addresses within this many seconds; a honeypot hit marks
+    # the recipient's other clicks of the email within this many seconds before and after it.
+    click_burst_links: int = 3
+    click_burst_seconds: float = 2.0
+    click_multi_source_seconds: float = 1.0
+    click_honeypot_window_seconds: float = 30.0
+    # Human-click webhooks wait this long, then go out only if the click is still human then
+    # (README "Settle window").
+    webhook_settle_seconds: int = 60
 
     @property
     def is_local(self) -> bool:
@@ -220,4 +231,13 @@ class Settings:
                 env, "MAILPIXEL_WEBHOOK_SCOPED_CLICKS", SWITCH, d.webhook_scoped_clicks
             ),
             offline=offline,
+            click_burst_links=_int(env, "MAILPIXEL_CLICK_BURST_LINKS", d.click_burst_links, minimum=2),
+            click_burst_seconds=_float(env, "MAILPIXEL_CLICK_BURST_SECONDS", d.click_burst_seconds),
+            click_multi_source_seconds=_float(
+                env, "MAILPIXEL_CLICK_MULTI_SOURCE_SECONDS", d.click_multi_source_seconds
+            ),
+            click_honeypot_window_seconds=_float(
+                env, "MAILPIXEL_CLICK_HONEYPOT_WINDOW_SECONDS", d.click_honeypot_window_seconds
+            ),
+            webhook_settle_seconds=_int(env, "MAILPIXEL_WEBHOOK_SETTLE_SECONDS", d.webhook_settle_seconds),
         )

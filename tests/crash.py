@@ -11,8 +11,10 @@ from typing import Any
 
 from mailpixel.config import Settings
 
-# Each step of the enrichment write, told apart by what its request asks for.
+# Each step of the enrichment write, told apart by what its request asks for; clicks have one
+# more, the revision of a counted click (`enrich/clicks.py`).
 STEPS = ("claim", "adopt", "opener", "bound", "commit")
+REVISE = "revise"
 
 
 class Crash(RuntimeError):
@@ -21,7 +23,9 @@ class Crash(RuntimeError):
 
 def step_of(operation: str, params: dict[str, Any], settings: Settings) -> str | None:
     if operation == "TransactWriteItems":
-        return "commit"
+        # A revision of a counted click checks its counting batch's marker; a batch's counters do not.
+        items = params.get("TransactItems") or []
+        return REVISE if any("ConditionCheck" in item for item in items) else "commit"
     if operation != "UpdateItem":
         return None
     names = set((params.get("ExpressionAttributeNames") or {}).values())

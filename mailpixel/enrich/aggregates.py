@@ -41,6 +41,7 @@ from datetime import date, timedelta
 from typing import Any
 
 from mailpixel.config import Settings
+from mailpixel.ddb.codec import to_attr
 from mailpixel.ddb.update import update
 from mailpixel.model.counters import CLIENT_PREFIX, COUNTRY_PREFIX, MACHINE_PREFIX, PROXY_PREFIX
 from mailpixel.model.keys import (
@@ -62,6 +63,8 @@ from mailpixel.model.keys import (
 )
 
 UNKNOWN = "unknown"
+# On an enriched event: the token of the batch that counted it (`writer.py`).
+COUNTED_BY = "counted_by"
 OTHER = "other"
 
 # Client names kept as they are (matched case-insensitively as a substring of the parsed
@@ -428,3 +431,147 @@ def bound_updates(
         )
         for attr, moment, comparison in bounds
     ]
+
+
+# Revisions: a verdict that changes after its event was counted (a click found in a burst or
+# next to a honeypot hit; `mailpixel reclassify`). The event moves between counters in one
+# transaction that also changes the event, conditioned on the event's `verdict_version`: the
+# transaction commits once, and a replay, a duplicate or a retry after a lost answer finds the
+# version moved on and changes nothing. A ConditionCheck on the marker of the batch that counted
+# the event keeps a revision from moving counts the event has not added yet (a claim whose batch
+# died before its transaction is counted later, by adoption, under its stored verdict).
+VERDICT_VERSION = "verdict_version"
+HUMAN_SEEN_BY = "human_seen_by"
+
+
+@dataclass(frozen=True)
+class HumanMarkerChange:
+    """How a revision changes the user's unique-user marker (`kind.marker`): its event that made
+    the user a human opener (clicker) before (`was`, None: none) and after (`now`), and what the
+    email's unique human count moves by (-1, 0 or +1)."""
+
+    was: str | None
+    now: str | None
+    delta: int
+
+
+def human_marker_change(
+    event_key: str, becomes_human: bool, marker_human: str | None, other_human: str | None
+) -> HumanMarkerChange | None:
+    """The marker change when the event `event_key` becomes human (or machine); `marker_human`
+    is the marker's `human_seen_by` now, `other_human` another counted human event of the user
+    (the earliest), if any. None: the marker stays as it is."""
+    if becomes_human:
+        return HumanMarkerChange(None, event_key, 1) if marker_human is None else None
+    if marker_human != event_key:
+        return None
+    return HumanMarkerChange(event_key, other_human, 0 if other_human else -1)
+
+
+def human_marker_update(
+    settings: Settings, email_id: str, user_id: str, change: HumanMarkerChange, *, kind: Kind
+) -> dict[str, Any]:
+    """A TransactItem moving the user's marker from `change.was` to `change.now`, conditioned on
+    `was`, so a marker changed meanwhile cancels the transaction."""
+    was: tuple[str, dict[str, Any]] = (
+        (f"{HUMAN_SEEN_BY} = :was", {":was": {"S": change.was}})
+        if change.was
+        else (f"attribute_not_exists({HUMAN_SEEN_BY})", {})
+    )
+    return {
+        "Update": update(
+            settings.meta_table,
+            meta_key(email_pk(email_id), kind.marker(user_id)),
+            sets={HUMAN_SEEN_BY: {"S": change.now}} if change.now else {},
+            removes=() if change.now else (HUMAN_SEEN_BY,),
+            condition=f"attribute_exists(pk) AND {was[0]}",
+            condition_values=was[1],
+        )
+    }
+
+
+def unique_human_update(settings: Settings, email_id: str, delta: int, *, kind: Kind) -> dict[str, Any]:
+    """A TransactItem adding `delta` to the email's unique human openers (clickers)."""
+    return {
+        "Update": update(
+            settings.meta_table, meta_key(email_pk(email_id), STATS_SK), adds={kind.unique[1]: delta}
+        )
+    }
+
+
+def revision_counters(
+    old: Mapping[str, Any],
+    new: Mapping[str, Any],
+    settings: Settings,
+    *,
+    kind: Kind,
+    shard: int = 0,
+    now: float | None = None,
+) -> list[CounterItem]:
+    """Per aggregate item, the new verdict's counts minus the old one's (items left unchanged
+    are omitted)."""
+    moved: dict[tuple[str, str], CounterItem] = {}
+    for event, sign in ((old, -1), (new, 1)):
+        for item in counter_items(event, settings, shard=shard, now=now, kind=kind):
+            found = moved.setdefault(_key_id(item.key), CounterItem(item.key, Counter(), item.sets))
+            for name, amount in item.adds.items():
+                found.adds[name] += sign * amount
+    return [item for item in moved.values() if any(item.adds.values())]
+
+
+def revision_transaction(
+    settings: Settings,
+    old: Mapping[str, Any],
+    new: Mapping[str, Any],
+    changed: Mapping[str, Any],
+    *,
+    kind: Kind,
+    marker: HumanMarkerChange | None = None,
+    shard: int = 0,
+    now: float | None = None,
+) -> list[dict[str, Any]]:
+    """TransactItems revising one counted event from `old` (as stored) to `new`: the event's
+    `changed` attributes (None: removed) and its next `verdict_version`, the counters moved,
+    the user's marker and the email's unique human users."""
+    version = int(old.get(VERDICT_VERSION) or 0)
+    sets = {name: to_attr(value) for name, value in changed.items() if value is not None}
+    sets[VERDICT_VERSION] = {"N": str(version + 1)}
+    event_update = update(
+        kind.table(settings),
+        kind.key(old),
+        sets=sets,
+        removes=tuple(name for name, value in changed.items() if value is None),
+        condition=(
+            f"{COUNTED_BY} = :counted AND "
+            + (f"{VERDICT_VERSION} = :version" if version else f"attribute_not_exists({VERDICT_VERSION})")
+        ),
+        condition_values={":counted": {"S": str(old[COUNTED_BY])}}
+        | ({":version": {"N": str(version)}} if version else {}),
+    )
+    items: list[dict[str, Any]] = [
+        {
+            "ConditionCheck": {
+                "TableName": settings.meta_table,
+                "Key": batch_key(str(old[COUNTED_BY])),
+                "ConditionExpression": "attribute_exists(pk)",
+            }
+        },
+        {"Update": event_update},
+    ]
+    counters = revision_counters(old, new, settings, kind=kind, shard=shard, now=now)
+    email_id = str(old["email_id"])
+    if marker is not None and marker.delta:
+        stats = meta_key(email_pk(email_id), STATS_SK)
+        found = next((c for c in counters if c.key == stats), None)
+        if found is None:
+            found = CounterItem(
+                stats, Counter(), {"email_id": {"S": email_id}, "expires_at": _expires(settings, now)}
+            )
+            counters.append(found)
+        found.adds[kind.unique[1]] += marker.delta
+    for item in counters:
+        amounts = {name: n for name, n in item.adds.items() if n}
+        items.append({"Update": update(settings.meta_table, item.key, sets=item.sets, adds=amounts)})
+    if marker is not None and old.get("user_id"):
+        items.append(human_marker_update(settings, email_id, str(old["user_id"]), marker, kind=kind))
+    return items

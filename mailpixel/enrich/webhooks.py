@@ -7,11 +7,18 @@ once (receivers dedupe on its id). In AWS events go to the webhook queue, which 
 function delivers with retries and a dead-letter queue; locally (`make run`) they are POSTed
 directly from the enrichment thread, with a few retries, and what still fails is kept in
 `.data/webhooks/failed.jsonl`.
+
+A human click's verdict can still change after it is written (a honeypot hit or a burst arriving
+later revises it, `enrich/clicks.py`), so its webhook waits a settle window
+(`MAILPIXEL_WEBHOOK_SETTLE_SECONDS`, 60 s) and goes out only if the click is still human then
+(`model.webhooks.settled`): on the queue as the message's DelaySeconds, checked by the
+`webhooks` function; locally by a timer here.
 """
 
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -24,13 +31,18 @@ from mailpixel.files import open_private
 from mailpixel.logs import get_logger
 from mailpixel.model.keys import email_pk, meta_key, webhook_open_sk
 from mailpixel.model.webhooks import (
+    DROP,
     EMAIL_SIGNED,
+    SEND,
     click_payload,
+    current_click,
     encode,
     first_open_payload,
     log_attempt,
     post,
+    settled,
     signature_scope,
+    stored_click_key,
 )
 
 if TYPE_CHECKING:
@@ -45,15 +57,26 @@ class Outbox(Protocol):
     def put(self, payload: Mapping[str, Any]) -> None: ...
 
 
-class SqsOutbox:
-    """The webhook queue (in AWS): the `webhooks` function delivers from it."""
+# SQS delays a message by at most 15 minutes.
+MAX_DELAY_SECONDS = 900
+# Locally, how many more windows a settled click's webhook waits for an enrichment being retried.
+MAX_WAITS = 5
 
-    def __init__(self, client: SQSClient, queue_url: str) -> None:
+
+class SqsOutbox:
+    """The webhook queue (in AWS): the `webhooks` function delivers from it. A human click's
+    message is delayed by the settle window; the function checks the click before sending."""
+
+    def __init__(self, client: SQSClient, queue_url: str, settle_seconds: int = 0) -> None:
         self.client = client
         self.queue_url = queue_url
+        self.settle_seconds = min(max(settle_seconds, 0), MAX_DELAY_SECONDS)
 
     def put(self, payload: Mapping[str, Any]) -> None:
-        self.client.send_message(QueueUrl=self.queue_url, MessageBody=encode(payload).decode("utf-8"))
+        delay = self.settle_seconds if stored_click_key(payload) is not None else 0
+        self.client.send_message(
+            QueueUrl=self.queue_url, MessageBody=encode(payload).decode("utf-8"), DelaySeconds=delay
+        )
 
 
 class DirectOutbox:
@@ -79,6 +102,39 @@ class DirectOutbox:
         with open_private(self.failed) as fh:
             fh.write(json.dumps(payload, default=str) + "\n")
         log.error("webhook_undelivered", extra={"id": payload["id"], "kept_in": str(self.failed)})
+
+
+class SettlingOutbox:
+    """Local delivery of human clicks after their settle window: a timer per click re-reads it and
+    hands the event to `inner` only if it is still human (other events go at once)."""
+
+    def __init__(self, inner: Outbox, client: DynamoDBClient, table: str, seconds: float) -> None:
+        self.inner, self.client, self.table, self.seconds = inner, client, table, seconds
+
+    def put(self, payload: Mapping[str, Any]) -> None:
+        if stored_click_key(payload) is None or self.seconds <= 0:
+            self.inner.put(payload)
+        else:
+            self._later(payload, MAX_WAITS)
+
+    def _later(self, payload: Mapping[str, Any], waits: int) -> None:
+        timer = threading.Timer(self.seconds, self._due, (payload, waits))
+        timer.daemon = True  # `make run` ends with Ctrl-C; an unsent event is logged, not kept
+        timer.start()
+
+    def _due(self, payload: Mapping[str, Any], waits: int) -> None:
+        try:
+            decision = settled(payload, current_click(self.client, self.table, payload))
+            if decision == SEND:
+                self.inner.put(payload)
+            elif decision == DROP:
+                log.info("webhook_dropped_revised", extra={"id": payload["id"]})
+            elif waits > 0:
+                self._later(payload, waits - 1)
+            else:
+                log.error("webhook_unsettled", extra={"id": payload["id"]})
+        except Exception:  # noqa: BLE001 - a timer thread has no caller to report to
+            log.exception("webhook_settle_failed", extra={"id": payload.get("id")})
 
 
 class WebhookProducer:
@@ -115,21 +171,29 @@ class WebhookProducer:
         )
 
 
-def outbox_for(settings: Settings) -> Outbox | None:
+def outbox_for(settings: Settings, ddb: DynamoDBClient | None = None) -> Outbox | None:
     """The queue when one is configured and MAILPIXEL_WEBHOOKS=on (AWS), else direct delivery
-    when a URL and secret are (local), else None: webhooks off."""
+    when a URL and secret are (local; human clicks after their settle window, read back through
+    `ddb`), else None: webhooks off."""
     if settings.webhook_queue_url:
         if settings.webhooks != "on":
             return None
         from mailpixel.aws import sqs_client
 
-        return SqsOutbox(sqs_client(settings), settings.webhook_queue_url)
+        return SqsOutbox(sqs_client(settings), settings.webhook_queue_url, settings.webhook_settle_seconds)
     if settings.webhook_url and settings.webhook_secret:
-        return DirectOutbox(
+        direct = DirectOutbox(
             settings.webhook_url,
             settings.webhook_secret,
             Path(settings.data_dir) / "webhooks" / "failed.jsonl",
         )
+        if settings.webhook_settle_seconds <= 0:
+            return direct
+        if ddb is None:
+            from mailpixel.aws import dynamodb_client
+
+            ddb = dynamodb_client(settings)
+        return SettlingOutbox(direct, ddb, settings.clicks_table, settings.webhook_settle_seconds)
     return None
 
 
@@ -137,8 +201,12 @@ def webhooks_status(settings: Settings) -> str:
     """The `make run` banner's line: whether webhooks are on and where they go, so a sender
     debugging a receiver sees it at once."""
     outbox = outbox_for(settings)
+    settle = ""
+    if isinstance(outbox, SettlingOutbox):
+        settle = f", human clicks after a {outbox.seconds:g} s settle window"
+        outbox = outbox.inner
     if isinstance(outbox, DirectOutbox):
-        return f"Webhooks: on, POSTed to {outbox.url} (undelivered ones kept in {outbox.failed})"
+        return f"Webhooks: on, POSTed to {outbox.url}{settle} (undelivered ones kept in {outbox.failed})"
     if isinstance(outbox, SqsOutbox):
         return f"Webhooks: on, queued on {outbox.queue_url}"
     return "Webhooks: off (set MAILPIXEL_WEBHOOK_URL and MAILPIXEL_WEBHOOK_SECRET to send them)"
@@ -146,9 +214,11 @@ def webhooks_status(settings: Settings) -> str:
 
 def webhook_hooks(settings: Settings, ddb: DynamoDBClient | None = None) -> tuple[Hook | None, Hook | None]:
     """(opens' hook, clicks' hook) for the stream handlers; (None, None) when webhooks are off."""
-    outbox = outbox_for(settings)
+    outbox = outbox_for(settings, ddb)
     if outbox is None:
         return None, None
+    if ddb is None and isinstance(outbox, SettlingOutbox):
+        ddb = outbox.client
     if ddb is None:
         from mailpixel.aws import dynamodb_client
 

@@ -38,6 +38,7 @@ from mailpixel.ddb.codec import plain_item, to_attr
 from mailpixel.ddb.retry import Backoff, cancellation_codes
 from mailpixel.ddb.update import update
 from mailpixel.enrich.aggregates import (
+    COUNTED_BY,
     OPENS,
     Kind,
     Openers,
@@ -57,7 +58,6 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 R = TypeVar("R")
 
-COUNTED_BY = "counted_by"
 # TransactWriteItems takes at most 100 items: the marker and 99 aggregate items.
 MAX_COUNTER_ITEMS = 99
 # Concurrent batches of one campaign meet on its aggregate items; throttled calls and cancelled

@@ -44,6 +44,9 @@ class ClickEvent:
     # the seconds between issue and click (scanners follow links within seconds of delivery).
     issued_t: int | None = None
     pending_ip: str | None = None
+    # True when the URL carried the signed `hp=1` (`signing.HONEYPOT_PARAM`): a link no person
+    # can see or reach, so its click is a machine's (enrichment's `honeypot` rule).
+    honeypot: bool | None = None
 
     kind: ClassVar[str] = CLICK_KIND
 
@@ -64,6 +67,8 @@ class ClickEvent:
         item = stored_attributes(self, CLICK_KEY, "clicked_at", strings)
         item["url"] = {"S": self.url}
         item["method"] = {"S": self.method}
+        if self.honeypot:
+            item["honeypot"] = {"BOOL": True}
         return item
 
 
@@ -88,6 +93,7 @@ def build_click_event(
     signed: bool,
     signature_scope: str | None = None,
     issued_t: int | None = None,
+    honeypot: bool = False,
 ) -> ClickEvent:
     request = facts.event_fields(user_id=user_id, retention_seconds=retention_seconds, stored_ip=stored_ip)
     return ClickEvent(
@@ -98,5 +104,6 @@ def build_click_event(
         signed=signed,
         signature_scope=signature_scope,
         issued_t=issued_t,
+        honeypot=honeypot or None,
         **request,
     )

@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import logging
 
+from mailpixel.model.keys import click_key
+
 SIGNATURE_HEADER = "Mailpixel-Signature"
 EVENT_ID_HEADER = "Mailpixel-Event-Id"
 TOLERANCE_SECONDS = 300
@@ -123,6 +125,47 @@ def first_open_payload(event: Mapping[str, Any], enrichment: Mapping[str, Any]) 
         "geo": enrichment.get("geo"),
         "verdict": _verdict(enrichment, "machine_open"),
     }
+
+
+# After its settle window (README "Settle window"), a human click's webhook is sent only if the
+# click, as stored now, is still a person's: the sequence rules may have revised it meanwhile.
+SEND, DROP, WAIT = "send", "drop", "wait"
+
+
+def stored_click_key(payload: Mapping[str, Any]) -> dict[str, dict[str, str]] | None:
+    """The clicks table's key of a human click's payload (its id is `click_<request id>`, its time
+    the click's), or None for any other event."""
+    event_id = str(payload.get("id") or "")
+    if payload.get("type") != HUMAN_CLICK or not event_id.startswith("click_") or not payload.get("time"):
+        return None
+    request_id = event_id.removeprefix("click_")
+    return {
+        "email_id": {"S": str(payload["email_id"])},
+        "click_key": {"S": click_key(str(payload["time"]), request_id)},
+    }
+
+
+def settled(payload: Mapping[str, Any], stored: Mapping[str, Any] | None) -> str:
+    """SEND, DROP or WAIT for an event whose settle window has passed, given its click as stored
+    now (plain values; None: not found). Events other than clicks are sent."""
+    if stored_click_key(payload) is None:
+        return SEND
+    if stored is None:
+        return DROP  # erased meanwhile
+    if not stored.get("enriched_at"):
+        return WAIT  # its enrichment is being retried: the verdict is not known yet
+    return DROP if stored.get("machine_click") else SEND
+
+
+def current_click(client: Any, table: str, payload: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The click of a human click's payload as stored now (a consistent read), or None."""
+    key = stored_click_key(payload)
+    if key is None:
+        return None
+    from mailpixel.ddb.codec import plain_item
+
+    item = client.get_item(TableName=table, Key=key, ConsistentRead=True).get("Item")
+    return plain_item(item) if item else None
 
 
 def encode(payload: Mapping[str, Any]) -> bytes:

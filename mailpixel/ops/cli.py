@@ -395,6 +395,7 @@ def build_parser() -> argparse.ArgumentParser:
     from mailpixel.ops.clicks_cli import add_parser as add_clicks_command
     from mailpixel.ops.doctor import add_parser as add_doctor_command
     from mailpixel.ops.instrument_cli import add_parser as add_instrument_command
+    from mailpixel.ops.reclassify import add_parser as add_reclassify_command
     from mailpixel.ops.stage import add_base_url_arguments
     from mailpixel.ops.webhooks_cli import add_parser as add_webhooks_command
 
@@ -474,6 +475,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_doctor_command(commands)
     add_webhooks_command(commands)
     add_clicks_command(commands, _add_target)
+    add_reclassify_command(commands, _add_target)
 
     forget = commands.add_parser("forget", help="delete every item about one user or one email (erasure)")
     subject = forget.add_mutually_exclusive_group(required=True)

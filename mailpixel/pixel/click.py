@@ -35,6 +35,8 @@ from mailpixel.signing import (
     AUTHENTIC,
     CLICK_PATH,
     EMAIL_SCOPE,
+    HONEYPOT_PARAM,
+    HONEYPOT_VALUE,
     OK,
     SCOPE_PARAM,
     URL_PARAM,
@@ -247,6 +249,9 @@ def record_click(parts: Components, query: dict[str, list[str]], checked: Checke
         signed=checked.signed,
         signature_scope=checked.scope,
         issued_t=params.issued_t,
+        # `hp` is covered by the signature (check_click verified it), so nobody can mark a real
+        # link as a honeypot, nor strip the mark from one without breaking the signature.
+        honeypot=query.get(HONEYPOT_PARAM) == [HONEYPOT_VALUE],
     )
     parts.recorder.record(event)
 

@@ -11,18 +11,22 @@ A batch has a deadline below the function's timeout (`batch_deadline`, from the 
 context's remaining time): a message whose POST could not finish before it is not started, and
 goes back to the queue alone as a partial batch failure, so a slow receiver never times the
 whole batch out and never gets the batch's delivered events again.
+
+A human click's message arrives after its settle window (the DelaySeconds enrichment gave it)
+and is sent only if the click is still human now (`model.webhooks.settled`): one revised by a
+later honeypot hit or burst is dropped, one whose enrichment is still being retried waits.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from mailpixel.config import Settings
 from mailpixel.logs import get_logger
-from mailpixel.model.webhooks import Delivery, log_attempt, post
+from mailpixel.model.webhooks import DROP, WAIT, Delivery, log_attempt, post, settled
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -31,6 +35,8 @@ log = get_logger("webhooks.handler")
 FIRST_RETRY_SECONDS = 30
 MAX_RETRY_SECONDS = 7200
 Target = tuple[str, str]  # (URL, secret)
+# A human click's payload → the click as stored now (`model.webhooks.current_click`).
+Lookup = Callable[[Mapping[str, Any]], Mapping[str, Any] | None]
 # Kept free before Lambda's timeout: the response, the visibility changes and the logs.
 SAFETY_SECONDS = 2.0
 # A POST is at least three socket operations (connect, send, the answer), each bounded by the
@@ -79,6 +85,7 @@ def deliver_records(
     timeout: float = 5.0,
     first_retry_seconds: int = FIRST_RETRY_SECONDS,
     deadline: float | None = None,
+    lookup: Lookup | None = None,
 ) -> dict[str, list[dict[str, str]]]:
     """POST each record's event; the partial batch response lists the messages to keep: those
     that failed (pushed back with backoff) and those not sent before `deadline` (left as they
@@ -88,7 +95,8 @@ def deliver_records(
         message_id = str(record.get("messageId", ""))
         body = str(record.get("body", ""))
         try:
-            event_id = str(json.loads(body)["id"])
+            payload = json.loads(body)
+            event_id = str(payload["id"])
         except (ValueError, KeyError, TypeError):
             log.error("webhook_unreadable", extra={"message_id": message_id})
             failures.append(message_id)  # kept: it ends in the dead-letter queue, not lost
@@ -101,11 +109,22 @@ def deliver_records(
                 failures.append(message_id)
                 continue
         attempt = int((record.get("attributes") or {}).get("ApproximateReceiveCount", "1"))
-        delivery = (
-            Delivery(error="not_configured")
-            if target is None
-            else post(target[0], target[1], body.encode("utf-8"), event_id, timeout=socket_timeout)
-        )
+        decision = None
+        if lookup is not None:
+            try:
+                decision = settled(payload, lookup(payload))
+            except Exception as exc:  # noqa: BLE001 - retried like a failed delivery
+                decision = WAIT
+                log.warning("webhook_settle_check_failed", extra={"id": event_id, "error": repr(exc)})
+        if decision == DROP:
+            log.info("webhook_dropped_revised", extra={"id": event_id})
+            continue
+        if decision == WAIT:
+            delivery = Delivery(error="not_settled")
+        elif target is None:
+            delivery = Delivery(error="not_configured")
+        else:
+            delivery = post(target[0], target[1], body.encode("utf-8"), event_id, timeout=socket_timeout)
         if delivery.delivered:
             log_attempt(log, event_id, delivery, attempt)
             continue

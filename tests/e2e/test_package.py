@@ -260,4 +260,11 @@ def test_enrichment_batch_writes_only_geolocation_cache_items(template, role):
     assert geo_key("203.0.113.9")["pk"]["S"].startswith(geo_pk.text)  # the key the cache writes
     # Everything else they did on the meta table is still allowed, anywhere in it.
     (rest,) = [s for s in meta if "Condition" not in s]
-    assert set(rest["Action"]) == {"dynamodb:BatchGetItem", "dynamodb:UpdateItem", "dynamodb:PutItem"}
+    # Clicks only: a revision's ConditionCheck that the batch counting the click committed.
+    revision = {"dynamodb:ConditionCheckItem"} if role == "ClickEnrichRole" else set()
+    assert set(rest["Action"]) == {
+        "dynamodb:BatchGetItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:PutItem",
+        *revision,
+    }

@@ -87,7 +87,10 @@ def queues(settings: Settings, sqs_endpoint: str, request: pytest.FixtureRequest
 
 @pytest.fixture
 def hooked(settings: Settings, queues: tuple[Any, str, str], sqs_endpoint: str) -> Settings:  # noqa: F811
-    return settings.with_overrides(webhook_queue_url=queues[1], webhooks="on", sqs_endpoint_url=sqs_endpoint)
+    # No settle window here: these tests are about delivery and its retries (see the settle tests).
+    return settings.with_overrides(
+        webhook_queue_url=queues[1], webhooks="on", sqs_endpoint_url=sqs_endpoint, webhook_settle_seconds=0
+    )
 
 
 def receive(client: Any, url: str) -> list[dict[str, Any]]:
@@ -197,7 +200,7 @@ def test_webhooks_test_command_sends_a_signed_sample(receiver, capsys):
 def test_local_direct_delivery_retries_then_keeps_what_fails(settings, receiver, tmp_path):
     from mailpixel.enrich.webhooks import DirectOutbox, outbox_for
 
-    local = settings.with_overrides(webhook_url=receiver, webhook_secret=SECRET)
+    local = settings.with_overrides(webhook_url=receiver, webhook_secret=SECRET, webhook_settle_seconds=0)
     outbox = outbox_for(local)
     assert isinstance(outbox, DirectOutbox)
     outbox.delays = (0.0, 0.0, 0.0)
@@ -219,7 +222,9 @@ def test_undelivered_webhooks_are_kept_for_their_owner_only(settings, monkeypatc
 
     from mailpixel.enrich.webhooks import DirectOutbox, outbox_for
 
-    local = settings.with_overrides(webhook_url=f"http://127.0.0.1:{free_port()}/hook", webhook_secret=SECRET)
+    local = settings.with_overrides(
+        webhook_url=f"http://127.0.0.1:{free_port()}/hook", webhook_secret=SECRET, webhook_settle_seconds=0
+    )
     outbox = outbox_for(local)
     assert isinstance(outbox, DirectOutbox)
     outbox.delays = ()

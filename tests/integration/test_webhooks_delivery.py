@@ -140,7 +140,10 @@ def test_a_garbage_answering_receiver_never_fails_the_clicks_enrichment(settings
     in the click failures."""
     server = Garbage(b"garbage\r\n\r\n")
     try:
-        local = settings.with_overrides(webhook_url=server.url, webhook_secret=SECRET, signing_secrets=(NEW,))
+        # No settle window: this is about the receiver's answers (test_webhook_settle.py has the window).
+        local = settings.with_overrides(
+            webhook_url=server.url, webhook_secret=SECRET, signing_secrets=(NEW,), webhook_settle_seconds=0
+        )
         click(local, make_click_url("https://px.example.com", "e1", "erin", "https://shop.example.com/", NEW))
         handler = build_click_handler(
             local, ddb=ddb, provider=None, before_write=webhook_hooks(local, ddb)[1]
@@ -192,6 +195,7 @@ def test_the_banner_says_whether_webhooks_are_on_and_where_they_go(settings):
     assert webhooks_status(settings).startswith("Webhooks: off")
     local = settings.with_overrides(webhook_url="http://127.0.0.1:9000/hook", webhook_secret=SECRET)
     assert webhooks_status(local).startswith("Webhooks: on, POSTed to http://127.0.0.1:9000/hook")
+    assert "human clicks after a 60 s settle window" in webhooks_status(local)
 
 
 class Slow(BaseHTTPRequestHandler):
