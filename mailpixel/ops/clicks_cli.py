@@ -16,6 +16,8 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from mailpixel.model.keys import USER_INDEX
+from mailpixel.ops.output import rate_text, write_rows
+from mailpixel.ops.stage import target_settings
 
 CLICK_COLUMNS = ("clicked_at", "email_id", "user_id", "url", "method", "ip", "user_agent", "request_id")
 TABLE_COLUMNS = ("clicked_at", "email_id", "user_id", "url", "click", "rule", "country")
@@ -90,8 +92,6 @@ def summary(rows: Iterable[dict[str, Any]]) -> dict[str, Any]:
 
 def cmd_clicks(args: argparse.Namespace) -> int:
     from mailpixel.aws import dynamodb_client
-    from mailpixel.ops.cli import rate_text, write_rows
-    from mailpixel.ops.stage import target_settings
 
     settings = target_settings(args)
     if args.clicks_table:

@@ -45,6 +45,7 @@ from mailpixel.enrich.handler import enrichment_for
 from mailpixel.enrich.writer import RETRY
 from mailpixel.model.events import iso_millis
 from mailpixel.model.keys import ALL_SHARDS, STATS_SK, email_pk, meta_key
+from mailpixel.ops.stage import target_settings
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -249,9 +250,8 @@ def add_parser(commands: Any, add_target: Callable[[argparse.ArgumentParser], No
 
 def cmd_reclassify(args: argparse.Namespace) -> int:
     from mailpixel.aws import dynamodb_client
-    from mailpixel.ops.cli import _settings
 
-    settings = _settings(args)
+    settings = target_settings(args)
     if args.clicks_table:
         settings = settings.with_overrides(clicks_table=args.clicks_table)
     result = Reclassifier(dynamodb_client(settings), settings).run(args.email_id, dry_run=args.dry_run)
