@@ -16,6 +16,7 @@ from typing import Any
 from mailpixel.config import ConfigError, Settings
 from mailpixel.ops.output import ROW_FORMATS, printable, progress, rate_text, write_rows
 from mailpixel.ops.secrets_cli import signing_keys, signing_secret
+from mailpixel.ops.stage import add_target_arguments
 from mailpixel.ops.stage import target_settings as _settings
 
 OPEN_COLUMNS = ("opened_at", "email_id", "user_id", "ip", "user_agent", "request_id")
@@ -272,16 +273,6 @@ def cmd_reenrich(args: argparse.Namespace) -> int:
     return 0 if result["failed"] == 0 else 1
 
 
-def _add_target(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("where the events are")
-    group.add_argument("--table", help="table name (default: MAILPIXEL_TABLE, else the local table)")
-    group.add_argument("--stage", help="read the deployed stage's table, mailpixel-STAGE-events, in AWS")
-    group.add_argument(
-        "--meta-table", help="meta table name (default: MAILPIXEL_META_TABLE, else the local one)"
-    )
-    group.add_argument("--endpoint-url", help="DynamoDB endpoint (default: DYNAMODB_ENDPOINT_URL or local)")
-
-
 def build_parser() -> argparse.ArgumentParser:
     from mailpixel.ops.clicks_cli import add_parser as add_clicks_command
     from mailpixel.ops.doctor import add_parser as add_doctor_command
@@ -305,7 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     opens.add_argument("--since", help="ISO date or date-time, inclusive")
     opens.add_argument("--until", help="ISO date or date-time, inclusive (a date covers the whole day)")
     opens.add_argument("--format", choices=ROW_FORMATS, default="table")
-    _add_target(opens)
+    add_target_arguments(opens)
     opens.set_defaults(func=cmd_opens)
 
     stats = commands.add_parser(
@@ -315,7 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     stats.add_argument("--email-id", required=True)
     stats.add_argument("--format", choices=("table", "json"), default="table")
-    _add_target(stats)
+    add_target_arguments(stats)
     stats.set_defaults(func=cmd_stats)
 
     recipients = commands.add_parser(
@@ -331,7 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
     recipients.add_argument(
         "--tracked-clicks", type=int, help="recipients whose links were rewritten (default: --sent)"
     )
-    _add_target(recipients)
+    add_target_arguments(recipients)
     recipients.set_defaults(func=cmd_recipients)
 
     replay = commands.add_parser("replay", help="write opens kept in the fallback back into the table")
@@ -340,13 +331,13 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument(
         "--queue-url", help="an SQS queue to drain instead (in AWS: the fallback dead-letter queue)"
     )
-    _add_target(replay)
+    add_target_arguments(replay)
     replay.set_defaults(func=cmd_replay)
 
     again = commands.add_parser(
         "reenrich", help="enrich events that never were (after an outage or the failure queue)"
     )
-    _add_target(again)
+    add_target_arguments(again)
     again.set_defaults(func=cmd_reenrich)
 
     url = commands.add_parser("url", help="print a (signed) pixel URL and its <img> tag")
@@ -365,15 +356,15 @@ def build_parser() -> argparse.ArgumentParser:
     add_instrument_command(commands)
     add_doctor_command(commands)
     add_webhooks_command(commands)
-    add_clicks_command(commands, _add_target)
-    add_reclassify_command(commands, _add_target)
+    add_clicks_command(commands)
+    add_reclassify_command(commands)
 
     forget = commands.add_parser("forget", help="delete every item about one user or one email (erasure)")
     subject = forget.add_mutually_exclusive_group(required=True)
     subject.add_argument("--user-id")
     subject.add_argument("--email-id")
     forget.add_argument("--format", choices=("text", "json"), default="text")
-    _add_target(forget)
+    add_target_arguments(forget)
     forget.set_defaults(func=cmd_forget)
     ranges = commands.add_parser("ranges", help="proxy and scanner IP ranges used by enrichment")
     ranges_commands = ranges.add_subparsers(dest="ranges_command", required=True, metavar="ACTION")
