@@ -249,9 +249,9 @@ def add_parser(commands: Any, add_target: Callable[[argparse.ArgumentParser], No
 
 def cmd_reclassify(args: argparse.Namespace) -> int:
     from mailpixel.aws import dynamodb_client
-    from mailpixel.ops.cli import _settings
+    from mailpixel.ops.stage import target_settings
 
-    settings = _settings(args)
+    settings = target_settings(args)
     if args.clicks_table:
         settings = settings.with_overrides(clicks_table=args.clicks_table)
     result = Reclassifier(dynamodb_client(settings), settings).run(args.email_id, dry_run=args.dry_run)
