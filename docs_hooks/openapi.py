@@ -63,6 +63,8 @@ def type_of(spec: dict[str, Any], schema: dict[str, Any]) -> str:
     kind = schema.get("type", "object" if "properties" in schema else "")
     if isinstance(kind, list):
         kind = " or ".join(kind)
+    if kind == "object" and 0 < len(schema.get("properties", {})) <= 6:
+        kind = "object with " + ", ".join(f"`{name}`" for name in schema["properties"])
     if kind == "array" and "items" in schema:
         kind = f"array of {type_of(spec, schema['items'])}"
     extras = []
@@ -70,8 +72,12 @@ def type_of(spec: dict[str, Any], schema: dict[str, Any]) -> str:
         extras.append(", ".join(f"`{json.dumps(v)}`" for v in schema["enum"]))
     if "format" in schema:
         extras.append(schema["format"])
-    if "minimum" in schema or "maximum" in schema:
-        extras.append(f"{schema.get('minimum', '')}–{schema.get('maximum', '')}")
+    if "minimum" in schema and "maximum" in schema:
+        extras.append(f"{schema['minimum']}–{schema['maximum']}")
+    elif "minimum" in schema:
+        extras.append(f"≥ {schema['minimum']}")
+    elif "maximum" in schema:
+        extras.append(f"≤ {schema['maximum']}")
     if "maxLength" in schema:
         extras.append(f"at most {schema['maxLength']} characters")
     if "default" in schema:
@@ -151,7 +157,24 @@ def operation(
         ]
         out.append(f"| `{status}` | {cell(response.get('description'))} | {'; '.join(bodies)} |")
     out.append("")
+    # An answer's fields when its schema is written inline rather than named under schemas.
+    for status, response in op.get("responses", {}).items():
+        for media, content in resolve(spec, response).get("content", {}).items():
+            schema = content.get("schema", {})
+            if "properties" in schema:
+                out += [f"`{status}` body (`{media}`):", ""] + fields(spec, schema)
     return out
+
+
+def fields(spec: dict[str, Any], schema: dict[str, Any]) -> list[str]:
+    """A table of an object schema's properties."""
+    required = set(schema.get("required", []))
+    out = ["| field | type | required | description |", "| --- | --- | --- | --- |"]
+    for prop, prop_schema in schema.get("properties", {}).items():
+        flag = "yes" if prop in required else ""
+        kind = type_of(spec, prop_schema)
+        out.append(f"| `{prop}` | {kind} | {flag} | {cell(prop_schema.get('description'))} |")
+    return [*out, ""]
 
 
 def schema_section(spec: dict[str, Any], name: str, schema: dict[str, Any]) -> list[str]:
@@ -168,12 +191,7 @@ def schema_section(spec: dict[str, Any], name: str, schema: dict[str, Any]) -> l
         properties.update(part.get("properties", {}))
         required.update(part.get("required", []))
     if properties:
-        out += ["| field | type | required | description |", "| --- | --- | --- | --- |"]
-        for prop, prop_schema in properties.items():
-            flag = "yes" if prop in required else ""
-            kind = type_of(spec, prop_schema)
-            out.append(f"| `{prop}` | {kind} | {flag} | {cell(prop_schema.get('description'))} |")
-        out.append("")
+        out += fields(spec, {"properties": properties, "required": sorted(required)})
     elif "allOf" not in schema:
         out += [f"Type: {type_of(spec, schema)}.", ""]
     return out
