@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import json
 import time
+from typing import Any
 
 import pytest
 
+from mailpixel.config import Settings
 from mailpixel.enrich.clicks import build_click_handler
 from mailpixel.enrich.webhooks import webhook_hooks
 from mailpixel.model.webhooks import current_click
@@ -76,7 +78,7 @@ def test_no_webhook_for_a_click_revised_within_the_settle_window(settings, ddb, 
         assert delivered_users(0.5) == ["person", "scanned"]
 
 
-def _clicks(ddb, settings):
+def _clicks(ddb: Any, settings: Settings) -> list[dict[str, Any]]:
     from tests.conftest import all_items
 
     return all_items(ddb, settings.clicks_table)

@@ -3,6 +3,8 @@ each must leave alone, and the thresholds read from the environment."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from mailpixel.config import ConfigError, Settings
@@ -13,14 +15,16 @@ from mailpixel.enrich.clicks import sequence_rules
 RULES = sequence_rules(Settings())  # the defaults
 
 
-def clicks(*steps: tuple[float, str, str] | tuple[float, str, str, bool]) -> list[SequenceClick]:
+def clicks(
+    *steps: tuple[float, str, str | None] | tuple[float, str, str | None, bool],
+) -> list[SequenceClick]:
     return [
         SequenceClick(f"k{n}", step[0], step[1], step[2], bool(step[3]) if len(step) > 3 else False)
         for n, step in enumerate(steps)
     ]
 
 
-def rules_of(found: dict[str, dict]) -> dict[str, str]:
+def rules_of(found: dict[str, dict[str, Any]]) -> dict[str, str]:
     return {key: evidence["rule"] for key, evidence in found.items()}
 
 

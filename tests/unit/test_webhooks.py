@@ -1,5 +1,5 @@
-"""Webhook signatures: the vector, and the README's Python and Node.js verification snippets run
-as a receiver would run them."""
+"""Webhook signatures: the vector, and the docs' Python and Node.js verification snippets
+(docs/tracking/webhooks.md, "Verifying a delivery") run as a receiver would run them."""
 
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ SECRET = "mailpixel-webhook-example"
 T = 1_767_225_600
 BODY = b'{"id":"click_r1","type":"human_click"}'
 HEADER = "t=1767225600,v1=d3684c2684b0940a4e61f29f9068ea2d6cb975b90ea037bce8b140541deec393"
-README = (ROOT / "README.md").read_text(encoding="utf-8")
-SECTION = README[README.index("### Verifying a delivery") :]
+PAGE = (ROOT / "docs" / "tracking" / "webhooks.md").read_text(encoding="utf-8")
+SECTION = PAGE[PAGE.index("## Verifying a delivery") :]
 # (header, body, now, expected) for every snippet
 CASES = [
     (HEADER, BODY, T + 10, True),
@@ -68,11 +68,11 @@ HOSTILE = [
 
 def snippet(language: str) -> str:
     match = re.search(rf"```{language}\n(.*?)```", SECTION, flags=re.DOTALL)
-    assert match, f"no {language} snippet in README's 'Verifying a delivery'"
+    assert match, f"no {language} snippet in the docs' 'Verifying a delivery'"
     return match.group(1)
 
 
-def test_vector_is_the_readmes():
+def test_vector_is_the_docs():
     assert signature(SECRET, T, BODY) == HEADER
     assert HEADER in SECTION and BODY.decode() in SECTION and SECRET in SECTION
 
@@ -83,13 +83,13 @@ def test_mailpixels_own_verify(header, body, now, expected):
 
 
 @pytest.mark.parametrize(("header", "body", "now", "expected"), CASES)
-def test_readme_python_snippet(header, body, now, expected):
+def test_docs_python_snippet(header, body, now, expected):
     namespace: dict[str, object] = {}
-    exec(snippet("python"), namespace)  # noqa: S102 - the README's own code, run as a receiver would
+    exec(snippet("python"), namespace)  # noqa: S102 - the docs' own code, run as a receiver would
     assert namespace["verify_mailpixel"](SECRET, header, body, now) is expected  # type: ignore[operator]
 
 
-def test_readme_node_snippet():
+def test_docs_node_snippet():
     cases = [[h, b.decode(), now, expected] for h, b, now, expected in CASES]
     cases += [[h, BODY.decode(), T + 10, False] for h in HOSTILE]
     cases += [
@@ -113,11 +113,11 @@ def test_readme_node_snippet():
 
 def python_verifiers() -> list[tuple[str, Callable[[Any, float], object]]]:
     namespace: dict[str, object] = {}
-    exec(snippet("python"), namespace)  # noqa: S102 - the README's own code, run as a receiver would
-    readme = namespace["verify_mailpixel"]
+    exec(snippet("python"), namespace)  # noqa: S102 - the docs' own code, run as a receiver would
+    documented = namespace["verify_mailpixel"]
     return [
         ("mailpixel", lambda header, now: verify(SECRET, header, BODY, now=now)),
-        ("readme", lambda header, now: readme(SECRET, header, BODY, now)),  # type: ignore[operator]
+        ("docs", lambda header, now: documented(SECRET, header, BODY, now)),  # type: ignore[operator]
     ]
 
 
