@@ -8,13 +8,15 @@ endpoint to read a deployed stage in AWS with your usual AWS credentials.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
-from collections.abc import Iterable, Iterator, Sequence
-from typing import Any, Literal, TextIO, get_args
+from collections.abc import Sequence
+from typing import Any
 
 from mailpixel.config import ConfigError, Settings
+from mailpixel.ops.output import ROW_FORMATS, printable, progress, rate_text, write_rows
+from mailpixel.ops.secrets_cli import signing_keys, signing_secret
+from mailpixel.ops.stage import add_target_arguments
 from mailpixel.ops.stage import target_settings as _settings
 
 OPEN_COLUMNS = ("opened_at", "email_id", "user_id", "ip", "user_agent", "request_id")
@@ -42,57 +44,6 @@ def _store(settings: Settings) -> Any:
     from mailpixel.ddb.store import EventStore
 
     return EventStore(dynamodb_client(settings), settings.table, settings.clicks_table)
-
-
-# A spreadsheet evaluates a cell that starts with one of these as a formula, and every recipient
-# writes their own User-Agent (and a sender's IDs reach here too).
-FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, dict | list):
-        return json.dumps(value, separators=(",", ":"), sort_keys=True)
-    return str(value)
-
-
-def csv_cell(value: Any) -> str:
-    """A cell no spreadsheet runs (OWASP, CSV injection): a leading formula character gets a
-    `'` before it, which spreadsheets read as "this is text" and do not show."""
-    text = _cell(value)
-    return "'" + text if text.startswith(FORMULA_TRIGGERS) else text
-
-
-RowFormat = Literal["table", "json", "csv"]
-ROW_FORMATS: tuple[str, ...] = get_args(RowFormat)
-
-
-def write_rows(rows: Iterable[dict[str, Any]], fmt: RowFormat, columns: Sequence[str], out: TextIO) -> int:
-    """Write rows as `table`, `json` (one array) or `csv`; streams for json and csv."""
-    count = 0
-    if fmt == "json":
-        out.write("[")
-        for count, row in enumerate(rows, start=1):
-            out.write(("\n  " if count == 1 else ",\n  ") + json.dumps(row, sort_keys=True, default=str))
-        out.write("\n]\n" if count else "]\n")
-        return count
-    if fmt == "csv":
-        # RFC 4180 quoting (a cell with a comma, quote or line break is quoted, quotes doubled),
-        # so no delimiter or quote in a value can open a new cell.
-        writer = csv.writer(out)
-        writer.writerow(columns)
-        for row in rows:
-            writer.writerow([csv_cell(row.get(c)) for c in columns])
-            count += 1
-        return count
-    table = [[_cell(row.get(c)) for c in columns] for row in rows]
-    widths = [min(40, max([len(c)] + [len(r[i]) for r in table])) for i, c in enumerate(columns)]
-    out.write("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip() + "\n")
-    for r in table:
-        cells = [(v if len(v) <= w else v[: w - 1] + "…").ljust(w) for v, w in zip(r, widths, strict=True)]
-        out.write("  ".join(cells).rstrip() + "\n")
-    return len(table)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -140,32 +91,6 @@ def _expected_rows(settings: Settings, args: argparse.Namespace) -> int | None:
         return None
 
 
-def progress(
-    rows: Iterable[dict[str, Any]], out: TextIO, total: int | None = None
-) -> Iterator[dict[str, Any]]:
-    """Pass rows through, redrawing a one-line progress report on `out` (a terminal)."""
-    import time
-
-    count, started, drawn = 0, time.monotonic(), 0.0
-
-    def draw(final: bool = False) -> None:
-        rate = count / max(time.monotonic() - started, 1e-6)
-        line = f"{count:,} rows · {rate:,.0f} rows/s"
-        if total:
-            done = min(count / total, 1.0)
-            line = f"[{'#' * int(done * 30):<30}] {done:4.0%} " + line
-        out.write("\r" + line + ("\n" if final else ""))
-        out.flush()
-
-    for row in rows:
-        count += 1
-        if time.monotonic() - drawn > 0.1:
-            drawn = time.monotonic()
-            draw()
-        yield row
-    draw(final=True)
-
-
 # `mailpixel stats` in a table: opens, then clicks, recipients, one line per rate with its
 # formula, then the breakdowns, then one line per link.
 STATS_ORDER = (
@@ -187,16 +112,6 @@ STATS_ORDER = (
     "recipients",
     "rates",
 )
-
-
-def printable(text: str) -> str:
-    """Text for a terminal: a control character (an escape sequence in a URL or an ID) is
-    shown escaped, never sent to the terminal."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
-
-
-def rate_text(rate: float | None) -> str:
-    return "-" if rate is None else f"{rate} ({rate:.2%})"
 
 
 def stats_lines(result: dict[str, Any]) -> list[tuple[str, str]]:
@@ -264,22 +179,12 @@ def cmd_recipients(args: argparse.Namespace) -> int:
     return 0
 
 
-def _signing_keys(settings: Settings) -> Any:
-    """The signing secrets for a command a person runs: given, or read from SSM now (a failure
-    is an error to report, not a reason to go on unsigned)."""
-    from mailpixel.secrets import SigningKeys, load_signing_secrets
-
-    if not settings.signing_secrets and settings.signing_secrets_parameter:
-        settings = settings.with_overrides(signing_secrets=load_signing_secrets(settings))
-    return SigningKeys(settings)
-
-
 def cmd_replay(args: argparse.Namespace) -> int:
     from mailpixel.ops.replay import replay_file, replay_log
 
     settings = _settings(args)
     store = _store(settings)
-    keys = _signing_keys(settings)
+    keys = signing_keys(settings)
     if args.queue_url:
         from mailpixel.aws import sqs_client
         from mailpixel.ops.replay import replay_queue
@@ -300,19 +205,6 @@ def cmd_replay(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return 0 if result["failed"] == 0 and result["unverified"] == 0 else 1
-
-
-def signing_secret(settings: Settings, unsigned: str) -> str | None:
-    """The secret that signs (the first one), from the environment or its SSM parameter; with
-    none, a warning that says what is `unsigned`."""
-    secrets = _signing_keys(settings).current() or ()
-    if not secrets:
-        print(
-            f"mailpixel: warning: no signing secret (MAILPIXEL_SIGNING_SECRETS): {unsigned} "
-            "and only a mailpixel without signing secrets records them",
-            file=sys.stderr,
-        )
-    return secrets[0] if secrets else None
 
 
 def cmd_url(args: argparse.Namespace) -> int:
@@ -381,16 +273,6 @@ def cmd_reenrich(args: argparse.Namespace) -> int:
     return 0 if result["failed"] == 0 else 1
 
 
-def _add_target(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("where the events are")
-    group.add_argument("--table", help="table name (default: MAILPIXEL_TABLE, else the local table)")
-    group.add_argument("--stage", help="read the deployed stage's table, mailpixel-STAGE-events, in AWS")
-    group.add_argument(
-        "--meta-table", help="meta table name (default: MAILPIXEL_META_TABLE, else the local one)"
-    )
-    group.add_argument("--endpoint-url", help="DynamoDB endpoint (default: DYNAMODB_ENDPOINT_URL or local)")
-
-
 def build_parser() -> argparse.ArgumentParser:
     from mailpixel.ops.clicks_cli import add_parser as add_clicks_command
     from mailpixel.ops.doctor import add_parser as add_doctor_command
@@ -414,7 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     opens.add_argument("--since", help="ISO date or date-time, inclusive")
     opens.add_argument("--until", help="ISO date or date-time, inclusive (a date covers the whole day)")
     opens.add_argument("--format", choices=ROW_FORMATS, default="table")
-    _add_target(opens)
+    add_target_arguments(opens)
     opens.set_defaults(func=cmd_opens)
 
     stats = commands.add_parser(
@@ -424,7 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     stats.add_argument("--email-id", required=True)
     stats.add_argument("--format", choices=("table", "json"), default="table")
-    _add_target(stats)
+    add_target_arguments(stats)
     stats.set_defaults(func=cmd_stats)
 
     recipients = commands.add_parser(
@@ -440,7 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
     recipients.add_argument(
         "--tracked-clicks", type=int, help="recipients whose links were rewritten (default: --sent)"
     )
-    _add_target(recipients)
+    add_target_arguments(recipients)
     recipients.set_defaults(func=cmd_recipients)
 
     replay = commands.add_parser("replay", help="write opens kept in the fallback back into the table")
@@ -449,13 +331,13 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument(
         "--queue-url", help="an SQS queue to drain instead (in AWS: the fallback dead-letter queue)"
     )
-    _add_target(replay)
+    add_target_arguments(replay)
     replay.set_defaults(func=cmd_replay)
 
     again = commands.add_parser(
         "reenrich", help="enrich events that never were (after an outage or the failure queue)"
     )
-    _add_target(again)
+    add_target_arguments(again)
     again.set_defaults(func=cmd_reenrich)
 
     url = commands.add_parser("url", help="print a (signed) pixel URL and its <img> tag")
@@ -474,15 +356,15 @@ def build_parser() -> argparse.ArgumentParser:
     add_instrument_command(commands)
     add_doctor_command(commands)
     add_webhooks_command(commands)
-    add_clicks_command(commands, _add_target)
-    add_reclassify_command(commands, _add_target)
+    add_clicks_command(commands)
+    add_reclassify_command(commands)
 
     forget = commands.add_parser("forget", help="delete every item about one user or one email (erasure)")
     subject = forget.add_mutually_exclusive_group(required=True)
     subject.add_argument("--user-id")
     subject.add_argument("--email-id")
     forget.add_argument("--format", choices=("text", "json"), default="text")
-    _add_target(forget)
+    add_target_arguments(forget)
     forget.set_defaults(func=cmd_forget)
     ranges = commands.add_parser("ranges", help="proxy and scanner IP ranges used by enrichment")
     ranges_commands = ranges.add_subparsers(dest="ranges_command", required=True, metavar="ACTION")

@@ -16,12 +16,14 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from mailpixel.model.keys import USER_INDEX
+from mailpixel.ops.output import rate_text, write_rows
+from mailpixel.ops.stage import add_target_arguments, target_settings
 
 CLICK_COLUMNS = ("clicked_at", "email_id", "user_id", "url", "method", "ip", "user_agent", "request_id")
 TABLE_COLUMNS = ("clicked_at", "email_id", "user_id", "url", "click", "rule", "country")
 
 
-def add_parser(commands: Any, add_target: Any) -> None:
+def add_parser(commands: Any) -> None:
     parser = commands.add_parser("clicks", help="list clicks of an email or of a user, or an email's summary")
     who = parser.add_mutually_exclusive_group(required=True)
     who.add_argument("--email-id")
@@ -35,7 +37,7 @@ def add_parser(commands: Any, add_target: Any) -> None:
     parser.add_argument(
         "--clicks-table", help="default: MAILPIXEL_CLICKS_TABLE, the stage's, else the local one"
     )
-    add_target(parser)
+    add_target_arguments(parser)
     parser.set_defaults(func=cmd_clicks)
 
 
@@ -90,8 +92,6 @@ def summary(rows: Iterable[dict[str, Any]]) -> dict[str, Any]:
 
 def cmd_clicks(args: argparse.Namespace) -> int:
     from mailpixel.aws import dynamodb_client
-    from mailpixel.ops.cli import rate_text, write_rows
-    from mailpixel.ops.stage import target_settings
 
     settings = target_settings(args)
     if args.clicks_table:

@@ -405,7 +405,7 @@ def stage_checks(settings: Settings, stage: str, client: Callable[[str], Any]) -
 def _http_checks(base_url: str, secret: str | None, settings: Settings, *, local: bool) -> Iterable[Result]:
     yield check_pixel(base_url, secret, with_time=bool(settings.signature_max_age_days))
     if local and secret is None:
-        # README "Click tracking": with no signing secret the local stack follows unsigned
+        # docs/tracking/clicks.md: with no signing secret the local stack follows unsigned
         # clicks on purpose (AWS never does); there is nothing to refuse here.
         yield Result("click", None, "no signing secret: the local stack follows unsigned clicks")
     else:

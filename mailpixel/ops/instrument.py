@@ -395,11 +395,11 @@ class Instrumenter:
     `html_text` is the email as text (decode bytes with `errors="surrogateescape"` to keep even
     invalid bytes). `t` (epoch seconds) goes into every URL when given. With
     `email_scoped=True`, `render` takes an ESP merge tag instead of a user id: the click
-    signatures cover the email and the link but not the user (see the README's trade-off), and
-    the pixel carries no user id, so opens are counted per email only. `honeypot` adds the
-    hidden link (signed `hp=1`) to every tracked email; `pixel_position` is `bottom` or `top`.
-    `warnings` says what the sender should know: links left alone that look like they should be
-    tracked.
+    signatures cover the email and the link but not the user (the trade-off:
+    docs/tracking/instrumenting.md), and the pixel carries no user id, so opens are counted per
+    email only. `honeypot` adds the hidden link (signed `hp=1`) to every tracked email;
+    `pixel_position` is `bottom` or `top`. `warnings` says what the sender should know: links
+    left alone that look like they should be tracked.
     """
 
     def __init__(

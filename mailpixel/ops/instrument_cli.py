@@ -24,6 +24,8 @@ from mailpixel.ops.instrument import (
     TRACKING_VALUES,
     Instrumenter,
 )
+from mailpixel.ops.output import csv_cell
+from mailpixel.ops.secrets_cli import signing_secret
 from mailpixel.ops.stage import add_base_url_arguments, target_settings
 from mailpixel.ops.stage import base_url as resolve_base_url
 
@@ -136,8 +138,6 @@ def _shown(value: str, limit: int = 40) -> str:
 
 
 def _instrumenter(args: argparse.Namespace, email_scoped: bool) -> Instrumenter:
-    from mailpixel.ops.cli import signing_secret
-
     problem = id_problem(args.email_id)
     if problem:
         raise RecipientsError(f"--email-id {problem}")
@@ -326,8 +326,6 @@ def _record(args: argparse.Namespace, summary: InstrumentSummary) -> int:
 def _write_out_dir(
     email: Instrumenter, rows: Iterable[tuple[dict[str, str], str]], out: Path, email_id: str
 ) -> InstrumentSummary:
-    from mailpixel.ops.cli import csv_cell
-
     out.mkdir(parents=True, exist_ok=True)
     with (out / "recipients.csv").open("w", encoding="utf-8", newline="") as manifest:
         # Opened in a spreadsheet like `opens --format csv`, so written the same way: no cell

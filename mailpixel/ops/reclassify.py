@@ -45,6 +45,7 @@ from mailpixel.enrich.handler import enrichment_for
 from mailpixel.enrich.writer import RETRY
 from mailpixel.model.events import iso_millis
 from mailpixel.model.keys import ALL_SHARDS, STATS_SK, email_pk, meta_key
+from mailpixel.ops.stage import add_target_arguments, target_settings
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -231,7 +232,7 @@ class Reclassifier:
         self.client.update_item(**args)
 
 
-def add_parser(commands: Any, add_target: Callable[[argparse.ArgumentParser], None]) -> None:
+def add_parser(commands: Any) -> None:
     parser = commands.add_parser(
         "reclassify",
         help="run today's rules and ranges over an email's opens and clicks; rewrite changed "
@@ -243,13 +244,12 @@ def add_parser(commands: Any, add_target: Callable[[argparse.ArgumentParser], No
     parser.add_argument(
         "--clicks-table", help="default: MAILPIXEL_CLICKS_TABLE, the stage's, else the local one"
     )
-    add_target(parser)
+    add_target_arguments(parser)
     parser.set_defaults(func=cmd_reclassify)
 
 
 def cmd_reclassify(args: argparse.Namespace) -> int:
     from mailpixel.aws import dynamodb_client
-    from mailpixel.ops.stage import target_settings
 
     settings = target_settings(args)
     if args.clicks_table:

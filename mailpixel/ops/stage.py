@@ -88,6 +88,18 @@ def add_base_url_arguments(parser: Any) -> None:
     )
 
 
+def add_target_arguments(parser: Any) -> None:
+    """`--table`, `--stage`, `--meta-table`, `--endpoint-url`: what `target_settings` reads, for
+    the commands that read or write the tables."""
+    group = parser.add_argument_group("where the events are")
+    group.add_argument("--table", help="table name (default: MAILPIXEL_TABLE, else the local table)")
+    group.add_argument("--stage", help="read the deployed stage's table, mailpixel-STAGE-events, in AWS")
+    group.add_argument(
+        "--meta-table", help="meta table name (default: MAILPIXEL_META_TABLE, else the local one)"
+    )
+    group.add_argument("--endpoint-url", help="DynamoDB endpoint (default: DYNAMODB_ENDPOINT_URL or local)")
+
+
 def target_settings(args: Any) -> Settings:
     """The settings of the tables a command reads or writes: the local stack's, or `--stage`'s
     (`mailpixel-STAGE-events`, `-meta`, `-clicks` in AWS), each overridden by `--table`,

@@ -19,7 +19,7 @@ from mailpixel.logs import Metrics
 from mailpixel.model.events import MAX_ID_BYTES, cut_id, id_fits
 from mailpixel.model.keys import geo_key, opener_sk
 from mailpixel.model.query import BadQuery, time_bound
-from mailpixel.ops import cli
+from mailpixel.ops import cli, output
 from mailpixel.pixel.validation import parse_pixel_params
 from mailpixel.signing import make_url, verify
 from tests.signed_urls import NEW, NOW, pairs_of, url_query
@@ -35,18 +35,18 @@ HOSTILE = ['=HYPERLINK("http://x")', "+1+1", "-2+3", "@SUM(A1)", "\tx", "\rx", "
 @pytest.mark.parametrize("cell", HOSTILE)
 def test_csv_cells_that_a_spreadsheet_would_evaluate_are_neutralised(cell):
     out = io.StringIO()
-    cli.write_rows([{"user_agent": cell, "email_id": "e1"}], "csv", ("email_id", "user_agent"), out)
+    output.write_rows([{"user_agent": cell, "email_id": "e1"}], "csv", ("email_id", "user_agent"), out)
     rows = list(csv.reader(io.StringIO(out.getvalue())))
     assert rows[1] == ["e1", "'" + cell]
     # A delimiter or quote in the value cannot open another cell.
     out = io.StringIO()
-    cli.write_rows([{"user_agent": '=1,"=2"', "email_id": "e1"}], "csv", ("email_id", "user_agent"), out)
+    output.write_rows([{"user_agent": '=1,"=2"', "email_id": "e1"}], "csv", ("email_id", "user_agent"), out)
     assert list(csv.reader(io.StringIO(out.getvalue())))[1] == ["e1", '\'=1,"=2"']
 
 
 def test_csv_leaves_ordinary_cells_alone():
     out = io.StringIO()
-    cli.write_rows(
+    output.write_rows(
         [{"opened_at": "2026-11-24T00:00:00.000Z", "ip": "2001:db8::"}], "csv", ("opened_at", "ip"), out
     )
     assert list(csv.reader(io.StringIO(out.getvalue())))[1] == ["2026-11-24T00:00:00.000Z", "2001:db8::"]
