@@ -193,7 +193,10 @@ def test_forget_reaches_click_failures_and_undelivered_webhooks(settings, table,
 
     monkeypatch.setenv("MAILPIXEL_DATA_DIR", settings.data_dir)
     # A real undelivered webhook: nothing listens on the port, every try fails.
-    local = settings.with_overrides(webhook_url=f"http://127.0.0.1:{free_port()}/hook", webhook_secret="s")
+    # No settle window: the undelivered webhook is written at once (the window is tested apart).
+    local = settings.with_overrides(
+        webhook_url=f"http://127.0.0.1:{free_port()}/hook", webhook_secret="s", webhook_settle_seconds=0
+    )
     outbox = outbox_for(local)
     assert isinstance(outbox, DirectOutbox)
     outbox.delays = ()
