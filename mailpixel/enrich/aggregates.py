@@ -14,7 +14,8 @@ Everything here is written per *batch* of stream records, never per open on a sh
    counts, so the opener is counted exactly when (and as often as) that event is: once.
    The marker `email#ID / engaged#USER` does the same for the union of human openers and human
    clickers (`engaged_update`): opens and clicks both set it, so a person who opened and
-   clicked adds one `estimated_human_openers`, whichever came first.
+   clicked adds one `estimated_human_openers`, whichever came first. A revision that makes the
+   named event a machine's moves each marker that names it (`HumanMarker`, `revision_transaction`).
 3. **First and last open** (`bound_updates`): conditional `SET`s that only move a bound
    outwards, once per email per batch. min and max are idempotent and commutative, so replays
    and out-of-order records leave them right.
@@ -448,7 +449,9 @@ def bound_updates(
 # transaction commits once, and a replay, a duplicate or a retry after a lost answer finds the
 # version moved on and changes nothing. A ConditionCheck on the marker of the batch that counted
 # the event keeps a revision from moving counts the event has not added yet (a claim whose batch
-# died before its transaction is counted later, by adoption, under its stored verdict).
+# died before its transaction is counted later, by adoption, under its stored verdict). A marker
+# naming the revised event (the user's unique human clicker or opener; their place in the union
+# behind `estimated_human_openers`) moves in the same transaction, with the count it stands for.
 VERDICT_VERSION = "verdict_version"
 HUMAN_SEEN_BY = "human_seen_by"
 

@@ -15,7 +15,9 @@ holds, it reads that recipient's clicks of the email around them and runs the se
 (`classify.clicks.sequence_verdicts`: honeypot, multi_source, burst). A counted human click they
 make a machine's is revised (`aggregates.revision_transaction`): its verdict and evidence, the
 counters and the unique human clickers move in one transaction conditioned on the click's
-`verdict_version`, so replays, duplicates and crashes move them once. A replayed record settles
+`verdict_version`, so replays, duplicates and crashes move them once; a click that put its user
+among the estimated human openers hands that to their earliest other counted human open or click
+(or leaves the union, one fewer) in the same transaction. A replayed record settles
 again, which finds nothing left to move; a settle that fails reports the batch for retry.
 """
 

@@ -5,10 +5,12 @@ exactly as a recount with the new rules would give; what changed is printed.
 Each event is revised the way enrichment revises a click the sequence rules catch late
 (`aggregates.revision_transaction`): its new verdict and the counters it moves, in one
 transaction conditioned on its `verdict_version` and on its counting batch's marker, so a rerun
-(after a crash, or just again) finds nothing left to move. Then, per user whose events changed,
-the unique-opener (clicker) marker names an event still human, or none, with the email's unique
-human count in the same transaction; and the email's first human open is set again from the
-opens as they now are. Events not yet counted by enrichment are left to it and listed.
+(after a crash, or just again) finds nothing left to move. Then, for every user of the email
+(so a rerun mends what a crash between the steps left), the unique-opener (clicker) marker and
+the `engaged#` marker of the union of human openers and clickers name an event still human, or
+none (the union's marker is created for a user the new rules make human), each with the count it
+stands for in the same transaction; and the email's first human open is set again from the opens
+as they now are. Events not yet counted by enrichment are left to it and listed.
 """
 
 from __future__ import annotations

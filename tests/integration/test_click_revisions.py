@@ -58,6 +58,24 @@ SCENARIOS: dict[str, list[tuple[float, str, str]]] = {
 LINKS = {name: f"https://shop.example.com/{name}" for name in ("a", "b", "c", "hp")}
 
 
+def one_click(
+    request_id: str, user_id: str, at: datetime, link: str, ip: str, email_id: str = "e1"
+) -> ClickEvent:
+    epoch_ms = int(at.timestamp() * 1000)
+    return ClickEvent(
+        email_id=email_id,
+        clicked_at=iso_millis(epoch_ms),
+        request_id=request_id,
+        expires_at=epoch_ms // 1000 + 400 * 86_400,
+        url=LINKS[link],
+        user_id=user_id,
+        ip=ip,
+        user_agent=CHROME,
+        signed=True,
+        honeypot=link == "hp" or None,
+    )
+
+
 def make_clicks(seed: int = 3) -> list[ClickEvent]:
     rng = random.Random(seed)
     start = datetime.now(UTC) - timedelta(days=1)
@@ -67,21 +85,8 @@ def make_clicks(seed: int = 3) -> list[ClickEvent]:
             user = f"{scenario}-{n}"
             jitter = rng.uniform(0, 3000)
             for i, (seconds, link, ip) in enumerate(steps):
-                epoch_ms = int((start + timedelta(seconds=jitter + seconds)).timestamp() * 1000)
-                clicks.append(
-                    ClickEvent(
-                        email_id=email,
-                        clicked_at=iso_millis(epoch_ms),
-                        request_id=f"{email}-{user}-{i}",
-                        expires_at=epoch_ms // 1000 + 400 * 86_400,
-                        url=LINKS[link],
-                        user_id=user,
-                        ip=ip,
-                        user_agent=CHROME,
-                        signed=True,
-                        honeypot=link == "hp" or None,
-                    )
-                )
+                at = start + timedelta(seconds=jitter + seconds)
+                clicks.append(one_click(f"{email}-{user}-{i}", user, at, link, ip, email))
     return clicks
 
 
@@ -151,22 +156,6 @@ def test_revised_clicks_move_between_counters_once(store, ddb, settings, crash, 
             }
     assert_aggregates_equal_recount(ddb, settings)
     assert_estimated_human_openers_equal_recount(ddb, settings)
-
-
-def one_click(request_id: str, user_id: str, at: datetime, link: str, ip: str) -> ClickEvent:
-    epoch_ms = int(at.timestamp() * 1000)
-    return ClickEvent(
-        email_id="e1",
-        clicked_at=iso_millis(epoch_ms),
-        request_id=request_id,
-        expires_at=epoch_ms // 1000 + 400 * 86_400,
-        url=LINKS[link],
-        user_id=user_id,
-        ip=ip,
-        user_agent=CHROME,
-        signed=True,
-        honeypot=link == "hp" or None,
-    )
 
 
 def click_batch(store, ddb, settings, *clicks: ClickEvent) -> None:
