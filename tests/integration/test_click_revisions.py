@@ -55,6 +55,12 @@ SCENARIOS: dict[str, list[tuple[float, str, str]]] = {
     ],
     "two_sources": [(25.0, "a", "198.51.100.5"), (25.5, "a", "198.51.100.6")],
 }
+# Recipients (of these scenarios, first copy only) who also open as people.
+OPENERS = tuple(
+    f"{name}-{n}"
+    for n, name in enumerate(sorted(SCENARIOS))
+    if name in ("burst", "honeypot_late", "two_sources")
+)
 LINKS = {name: f"https://shop.example.com/{name}" for name in ("a", "b", "c", "hp")}
 
 
@@ -134,8 +140,24 @@ def test_revised_clicks_move_between_counters_once(store, ddb, settings, crash, 
     # burst often comes in a later batch than the clicks it revises.
     records = list(clicks) + rng.sample(clicks, len(clicks) // 3)
     rng.shuffle(records)
+    # Some recipients whose clicks the rules revise also open as people, counted between the
+    # clicks: a revised click that put one in the union of human openers and clickers hands it
+    # to their open (and one whose open came first keeps it).
+    opens = [
+        OpenEvent(c.email_id, c.clicked_at, f"o-{c.request_id}", c.expires_at, user_id=c.user_id)
+        for c in clicks
+        if c.request_id.endswith("-0") and c.user_id in OPENERS
+    ]
+    assert opens
+    for event in opens:
+        store.put_event(event)
+    half = len(records) // 2
     injector = CrashInjector(ddb, settings, crash[0], when=crash[1], rate=0.3, seed=seed) if crash else None
-    failed = deliver(ClickWriter(ddb, settings), [(stored(c), enrichment(c)) for c in records], rng)
+    writer = ClickWriter(ddb, settings)
+    failed = deliver(writer, [(stored(c), enrichment(c)) for c in records[:half]], rng)
+    human = {"machine_open": False, "enriched_at": "2026-12-07T00:00:00.000Z"}
+    deliver(EnrichmentWriter(ddb, settings), [(stored_open(o), human) for o in opens], rng)
+    failed += deliver(writer, [(stored(c), enrichment(c)) for c in records[half:]], rng)
     if injector is not None:
         injector.enabled = False
         assert injector.crashes[injector.step] > 0 and failed > 0
