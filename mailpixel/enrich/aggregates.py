@@ -14,7 +14,8 @@ Everything here is written per *batch* of stream records, never per open on a sh
    counts, so the opener is counted exactly when (and as often as) that event is: once.
    The marker `email#ID / engaged#USER` does the same for the union of human openers and human
    clickers (`engaged_update`): opens and clicks both set it, so a person who opened and
-   clicked adds one `estimated_human_openers`, whichever came first.
+   clicked adds one `estimated_human_openers`, whichever came first. A revision that makes the
+   named event a machine's moves each marker that names it (`HumanMarker`, `revision_transaction`).
 3. **First and last open** (`bound_updates`): conditional `SET`s that only move a bound
    outwards, once per email per batch. min and max are idempotent and commutative, so replays
    and out-of-order records leave them right.
@@ -35,10 +36,10 @@ import calendar
 import re
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from mailpixel.config import Settings
 from mailpixel.ddb.codec import to_attr
@@ -99,6 +100,7 @@ KNOWN_CLIENTS = (
 )
 _TOKEN = re.compile(r"[a-z0-9_]{1,32}")
 _COUNTRY = re.compile(r"[A-Z]{2}")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -393,6 +395,14 @@ def engaged_claim(kind: Kind, event_key: str) -> str:
     return f"{kind.name}:{event_key}"
 
 
+def engaged_claims(opens: Iterable[tuple[str, T]], clicks: Iterable[tuple[str, T]]) -> list[tuple[str, T]]:
+    """A user's human opens and clicks, each (sort key, anything) as the `engaged#USER` marker
+    names it, earliest first (the sort keys start with the event's time)."""
+    both = [(key, OPENS, extra) for key, extra in opens] + [(key, CLICKS, extra) for key, extra in clicks]
+    both.sort(key=lambda event: (event[0], event[1].name))
+    return [(engaged_claim(kind, key), extra) for key, kind, extra in both]
+
+
 def engaged_update(
     settings: Settings, email_id: str, user_id: str, kind: Kind, human_key: str, *, now: float | None = None
 ) -> dict[str, Any]:
@@ -439,63 +449,123 @@ def bound_updates(
 # transaction commits once, and a replay, a duplicate or a retry after a lost answer finds the
 # version moved on and changes nothing. A ConditionCheck on the marker of the batch that counted
 # the event keeps a revision from moving counts the event has not added yet (a claim whose batch
-# died before its transaction is counted later, by adoption, under its stored verdict).
+# died before its transaction is counted later, by adoption, under its stored verdict). A marker
+# naming the revised event (the user's unique human clicker or opener; their place in the union
+# behind `estimated_human_openers`) moves in the same transaction, with the count it stands for.
 VERDICT_VERSION = "verdict_version"
 HUMAN_SEEN_BY = "human_seen_by"
 
 
 @dataclass(frozen=True)
-class HumanMarkerChange:
-    """How a revision changes the user's unique-user marker (`kind.marker`): its event that made
-    the user a human opener (clicker) before (`was`, None: none) and after (`now`), and what the
-    email's unique human count moves by (-1, 0 or +1)."""
+class HumanMarker:
+    """A per-user marker under `email#ID` that names the event which put the user in a set of
+    people (`attribute`), and the stats item's counter of that set (`counter`): the unique human
+    openers (clickers) of a kind, or the union of human openers and clickers. A revision moves
+    these markers the same way whichever set they stand for (`human_marker_update`)."""
 
+    prefix: Prefix
+    attribute: str
+    counter: str
+    # The union's marker holds only its claim, so a revision may create it (a user whose first
+    # human event is made human by `reclassify`). A unique-user marker lives beside `seen_by`,
+    # which every counted event sets: it must exist, so a revision never recreates one that
+    # `forget` erased meanwhile.
+    standalone: bool = False
+
+
+def human_marker(kind: Kind) -> HumanMarker:
+    """The marker of the kind's unique human openers (clickers)."""
+    return HumanMarker(kind.marker, HUMAN_SEEN_BY, kind.unique[1])
+
+
+# The union of human openers and human clickers: `engaged_update` sets it as events are counted.
+ENGAGED = HumanMarker(engaged_sk, "seen_by", ESTIMATED_HUMAN_OPENERS, standalone=True)
+
+
+@dataclass(frozen=True)
+class HumanMarkerChange:
+    """How a revision changes one of the user's markers (`marker`): the event that put the user
+    in its set before (`was`, None: none) and after (`now`), and what the set's counter moves by
+    (-1, 0 or +1). `now_counted_by` is the batch that counted the event `now` names: the move
+    waits for that batch's commit, since a batch counting that event later (an adoption after a
+    crash) would find the marker naming it and count the user a second time."""
+
+    marker: HumanMarker
     was: str | None
     now: str | None
     delta: int
+    now_counted_by: str | None = None
 
 
 def human_marker_change(
-    event_key: str, becomes_human: bool, marker_human: str | None, other_human: str | None
+    marker: HumanMarker,
+    event_key: str,
+    becomes_human: bool,
+    marker_human: str | None,
+    other_human: tuple[str, str] | None,
 ) -> HumanMarkerChange | None:
-    """The marker change when the event `event_key` becomes human (or machine); `marker_human`
-    is the marker's `human_seen_by` now, `other_human` another counted human event of the user
-    (the earliest), if any. None: the marker stays as it is."""
+    """The change of `marker` when the event it would name as `event_key` becomes human (or
+    machine); `marker_human` is what the marker names now, `other_human` another counted human
+    event of the user (the earliest) as it would be named, with the batch that counted it, if
+    any. None: the marker stays as it is."""
     if becomes_human:
-        return HumanMarkerChange(None, event_key, 1) if marker_human is None else None
+        return HumanMarkerChange(marker, None, event_key, 1) if marker_human is None else None
     if marker_human != event_key:
         return None
-    return HumanMarkerChange(event_key, other_human, 0 if other_human else -1)
+    if other_human is None:
+        return HumanMarkerChange(marker, event_key, None, -1)
+    return HumanMarkerChange(marker, event_key, other_human[0], 0, other_human[1])
 
 
 def human_marker_update(
-    settings: Settings, email_id: str, user_id: str, change: HumanMarkerChange, *, kind: Kind
+    settings: Settings, email_id: str, user_id: str, change: HumanMarkerChange, *, now: float | None = None
 ) -> dict[str, Any]:
     """A TransactItem moving the user's marker from `change.was` to `change.now`, conditioned on
-    `was`, so a marker changed meanwhile cancels the transaction."""
-    was: tuple[str, dict[str, Any]] = (
-        (f"{HUMAN_SEEN_BY} = :was", {":was": {"S": change.was}})
-        if change.was
-        else (f"attribute_not_exists({HUMAN_SEEN_BY})", {})
+    `was`, so a marker changed meanwhile cancels the transaction. A marker left naming nothing
+    keeps its item (the roles may not delete): without the attribute it counts nobody."""
+    marker = change.marker
+    if change.was:
+        was: tuple[str, dict[str, Any]] = (f"{marker.attribute} = :was", {":was": {"S": change.was}})
+    else:
+        absent = f"attribute_not_exists({marker.attribute})"
+        was = (absent if marker.standalone else f"attribute_exists(pk) AND {absent}", {})
+    sets = (
+        {
+            marker.attribute: {"S": change.now},
+            "user_id": {"S": user_id},
+            "email_id": {"S": email_id},
+            "expires_at": _expires(settings, now),
+        }
+        if change.now
+        else {}
     )
     return {
         "Update": update(
             settings.meta_table,
-            meta_key(email_pk(email_id), kind.marker(user_id)),
-            sets={HUMAN_SEEN_BY: {"S": change.now}} if change.now else {},
-            removes=() if change.now else (HUMAN_SEEN_BY,),
-            condition=f"attribute_exists(pk) AND {was[0]}",
+            meta_key(email_pk(email_id), marker.prefix(user_id)),
+            sets=sets,
+            removes=() if change.now else (marker.attribute,),
+            condition=was[0],
             condition_values=was[1],
         )
     }
 
 
-def unique_human_update(settings: Settings, email_id: str, delta: int, *, kind: Kind) -> dict[str, Any]:
-    """A TransactItem adding `delta` to the email's unique human openers (clickers)."""
+def unique_human_update(settings: Settings, email_id: str, delta: int, *, counter: str) -> dict[str, Any]:
+    """A TransactItem adding `delta` to one of the email's counts of people (`HumanMarker.counter`)."""
     return {
-        "Update": update(
-            settings.meta_table, meta_key(email_pk(email_id), STATS_SK), adds={kind.unique[1]: delta}
-        )
+        "Update": update(settings.meta_table, meta_key(email_pk(email_id), STATS_SK), adds={counter: delta})
+    }
+
+
+def batch_committed(settings: Settings, token: str) -> dict[str, Any]:
+    """A TransactItem that holds only when the batch `token` committed its counters."""
+    return {
+        "ConditionCheck": {
+            "TableName": settings.meta_table,
+            "Key": batch_key(token),
+            "ConditionExpression": "attribute_exists(pk)",
+        }
     }
 
 
@@ -526,13 +596,14 @@ def revision_transaction(
     changed: Mapping[str, Any],
     *,
     kind: Kind,
-    marker: HumanMarkerChange | None = None,
+    markers: Sequence[HumanMarkerChange] = (),
     shard: int = 0,
     now: float | None = None,
 ) -> list[dict[str, Any]]:
     """TransactItems revising one counted event from `old` (as stored) to `new`: the event's
     `changed` attributes (None: removed) and its next `verdict_version`, the counters moved,
-    the user's marker and the email's unique human users."""
+    and the user's markers with the counts of people they stand for (unique human users of the
+    kind, the union of human openers and clickers), each move conditioned on the marker as read."""
     version = int(old.get(VERDICT_VERSION) or 0)
     sets = {name: to_attr(value) for name, value in changed.items() if value is not None}
     sets[VERDICT_VERSION] = {"N": str(version + 1)}
@@ -548,19 +619,19 @@ def revision_transaction(
         condition_values={":counted": {"S": str(old[COUNTED_BY])}}
         | ({":version": {"N": str(version)}} if version else {}),
     )
+    # One check per batch: a transaction may not name one item twice.
+    tokens = dict.fromkeys(
+        [str(old[COUNTED_BY]), *(str(m.now_counted_by) for m in markers if m.now_counted_by)]
+    )
     items: list[dict[str, Any]] = [
-        {
-            "ConditionCheck": {
-                "TableName": settings.meta_table,
-                "Key": batch_key(str(old[COUNTED_BY])),
-                "ConditionExpression": "attribute_exists(pk)",
-            }
-        },
+        *(batch_committed(settings, token) for token in tokens),
         {"Update": event_update},
     ]
     counters = revision_counters(old, new, settings, kind=kind, shard=shard, now=now)
     email_id = str(old["email_id"])
-    if marker is not None and marker.delta:
+    user_id = old.get("user_id")
+    markers = [m for m in markers if user_id]
+    if any(m.delta for m in markers):
         stats = meta_key(email_pk(email_id), STATS_SK)
         found = next((c for c in counters if c.key == stats), None)
         if found is None:
@@ -568,10 +639,10 @@ def revision_transaction(
                 stats, Counter(), {"email_id": {"S": email_id}, "expires_at": _expires(settings, now)}
             )
             counters.append(found)
-        found.adds[kind.unique[1]] += marker.delta
+        for change in markers:
+            found.adds[change.marker.counter] += change.delta
     for item in counters:
         amounts = {name: n for name, n in item.adds.items() if n}
         items.append({"Update": update(settings.meta_table, item.key, sets=item.sets, adds=amounts)})
-    if marker is not None and old.get("user_id"):
-        items.append(human_marker_update(settings, email_id, str(old["user_id"]), marker, kind=kind))
+    items += [human_marker_update(settings, email_id, str(user_id), m, now=now) for m in markers]
     return items

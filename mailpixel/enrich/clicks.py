@@ -15,7 +15,9 @@ holds, it reads that recipient's clicks of the email around them and runs the se
 (`classify.clicks.sequence_verdicts`: honeypot, multi_source, burst). A counted human click they
 make a machine's is revised (`aggregates.revision_transaction`): its verdict and evidence, the
 counters and the unique human clickers move in one transaction conditioned on the click's
-`verdict_version`, so replays, duplicates and crashes move them once. A replayed record settles
+`verdict_version`, so replays, duplicates and crashes move them once; a click that put its user
+among the estimated human openers hands that to their earliest other counted human open or click
+(or leaves the union, one fewer) in the same transaction. A replayed record settles
 again, which finds nothing left to move; a settle that fails reports the batch for retry.
 """
 
@@ -34,7 +36,13 @@ from mailpixel.ddb.codec import plain_item
 from mailpixel.enrich.aggregates import (
     CLICKS,
     COUNTED_BY,
-    HUMAN_SEEN_BY,
+    ENGAGED,
+    OPENS,
+    HumanMarker,
+    Kind,
+    engaged_claim,
+    engaged_claims,
+    human_marker,
     human_marker_change,
     revision_transaction,
 )
@@ -145,31 +153,19 @@ class ClickWriter(EnrichmentWriter):
     def user_clicks(
         self, email_id: str, user_id: str, around: Iterable[float] = ()
     ) -> dict[str, dict[str, Any]]:
-        """The user's enriched clicks of the email by click key: those within the rules' reach
+        """The user's counted clicks of the email by click key: those within the rules' reach
         of the times `around`, or all of them when `around` is empty."""
         moments = list(around)
-        args: dict[str, Any] = {
-            "TableName": self.table,
-            "IndexName": USER_INDEX,
-            "KeyConditionExpression": "user_id = :u",
-            "FilterExpression": "email_id = :e",
-            "ExpressionAttributeValues": {":u": {"S": user_id}, ":e": {"S": email_id}},
-        }
-        if moments:
-            reach = self.rules.reach
-            args["KeyConditionExpression"] += f" AND {CLICK_KEY} BETWEEN :lo AND :hi"
-            args["ExpressionAttributeValues"][":lo"] = {"S": iso_millis(int((min(moments) - reach) * 1000))}
-            args["ExpressionAttributeValues"][":hi"] = {
-                "S": iso_millis(int((max(moments) + reach) * 1000)) + "~"
-            }
-        found: dict[str, dict[str, Any]] = {}
-        paginator = self.client.get_paginator("query")
-        for page in paginator.paginate(**args):
-            for raw in page.get("Items", []):
-                item = plain_item(raw)
-                if item.get("enriched_at") and item.get(COUNTED_BY):
-                    found[str(item[CLICK_KEY])] = item
-        return found
+        reach = self.rules.reach
+        span = (
+            (
+                iso_millis(int((min(moments) - reach) * 1000)),
+                iso_millis(int((max(moments) + reach) * 1000)) + "~",
+            )
+            if moments
+            else None
+        )
+        return user_events(self.client, CLICKS, self.settings, email_id, user_id, span)
 
     def settle(self, email_id: str, user_id: str, batch: Sequence[Mapping[str, Any]]) -> None:
         """Revise the user's counted human clicks of the email that the sequence rules, over their
@@ -190,23 +186,36 @@ class ClickWriter(EnrichmentWriter):
     def revise(
         self, email_id: str, user_id: str, targets: Mapping[str, tuple[dict[str, Any], Mapping[str, Any]]]
     ) -> None:
-        """One transaction per click made a machine's, in order."""
-        marker_key = meta_key(email_pk(email_id), CLICKS.marker(user_id))
-        markers = list(batch_get(self.client, self.settings.meta_table, [marker_key], consistent=True))
-        marker_human = plain_item(markers[0]).get(HUMAN_SEEN_BY) if markers else None
-        others: list[str] | None = None
+        """One transaction per click made a machine's, in order. A click that one of the user's
+        markers names (the unique human clicker; the union of human openers and clickers) moves
+        it to the user's earliest other counted human event it may name, or removes it and
+        takes one off the count it stands for, in the same transaction."""
+        markers = (human_marker(CLICKS), ENGAGED)
+        keys = [meta_key(email_pk(email_id), m.prefix(user_id)) for m in markers]
+        found = {
+            str(item["sk"]): item
+            for item in map(
+                plain_item, batch_get(self.client, self.settings.meta_table, keys, consistent=True)
+            )
+        }
+        names: dict[HumanMarker, str | None] = {
+            m: found.get(key["sk"]["S"], {}).get(m.attribute) for m, key in zip(markers, keys, strict=True)
+        }
+        others: dict[HumanMarker, list[tuple[str, str]]] | None = None
         at = iso_millis(int(time.time() * 1000))
         for key, (item, evidence) in targets.items():
-            change = None
-            if marker_human == key:
-                if others is None:  # every counted human click of the user, not only the nearby
-                    everything = self.user_clicks(email_id, user_id)
-                    others = sorted(
-                        k
-                        for k, c in everything.items()
-                        if c.get("machine_click") is False and k not in targets
+            claims = {human_marker(CLICKS): key, ENGAGED: engaged_claim(CLICKS, key)}
+            if others is None and any(names[m] == claims[m] for m in markers):
+                others = self.other_humans(email_id, user_id, set(targets))
+            changes = [
+                change
+                for m in markers
+                if (
+                    change := human_marker_change(
+                        m, claims[m], False, names[m], next(iter((others or {}).get(m, ())), None)
                     )
-                change = human_marker_change(key, False, marker_human, others[0] if others else None)
+                )
+            ]
             changed = revised(item, evidence, at)
             items = revision_transaction(
                 self.settings,
@@ -214,12 +223,59 @@ class ClickWriter(EnrichmentWriter):
                 {**item, **changed},
                 changed,
                 kind=CLICKS,
-                marker=change,
+                markers=changes,
                 shard=zlib.crc32(key.encode()) % ALL_SHARDS,
             )
             RETRY.call(lambda items=items: self.client.transact_write_items(TransactItems=items))  # type: ignore[misc]
-            if change is not None:
-                marker_human = change.now
+            for change in changes:
+                names[change.marker] = change.now
+
+    def other_humans(
+        self, email_id: str, user_id: str, leaving: set[str]
+    ) -> dict[HumanMarker, list[tuple[str, str]]]:
+        """Per marker, the user's counted human events of the email (all of them, not only the
+        nearby) it may name instead, earliest first, as it names them, each with the batch that
+        counted it: their human clicks but `leaving`; for the union, their human opens too."""
+        clicks = [
+            (key, str(c[COUNTED_BY]))
+            for key, c in self.user_clicks(email_id, user_id).items()
+            if c.get("machine_click") is False and key not in leaving
+        ]
+        opens = [
+            (key, str(o[COUNTED_BY]))
+            for key, o in user_events(self.client, OPENS, self.settings, email_id, user_id).items()
+            if OPENS.is_human(o)
+        ]
+        return {human_marker(CLICKS): sorted(clicks), ENGAGED: engaged_claims(opens, clicks)}
+
+
+def user_events(
+    client: DynamoDBClient,
+    kind: Kind,
+    settings: Settings,
+    email_id: str,
+    user_id: str,
+    span: tuple[str, str] | None = None,
+) -> dict[str, dict[str, Any]]:
+    """The user's counted events of `kind` of the email by sort key (through the `by_user`
+    index), those with a sort key within `span` when given."""
+    args: dict[str, Any] = {
+        "TableName": kind.table(settings),
+        "IndexName": USER_INDEX,
+        "KeyConditionExpression": "user_id = :u",
+        "FilterExpression": "email_id = :e",
+        "ExpressionAttributeValues": {":u": {"S": user_id}, ":e": {"S": email_id}},
+    }
+    if span is not None:
+        args["KeyConditionExpression"] += f" AND {kind.sort_key} BETWEEN :lo AND :hi"
+        args["ExpressionAttributeValues"] |= {":lo": {"S": span[0]}, ":hi": {"S": span[1]}}
+    found: dict[str, dict[str, Any]] = {}
+    for page in client.get_paginator("query").paginate(**args):
+        for raw in page.get("Items", []):
+            item = plain_item(raw)
+            if item.get("enriched_at") and item.get(COUNTED_BY):
+                found[str(item[kind.sort_key])] = item
+    return found
 
 
 def build_click_handler(settings: Settings, **options: Any) -> StreamHandler:

@@ -5,10 +5,12 @@ exactly as a recount with the new rules would give; what changed is printed.
 Each event is revised the way enrichment revises a click the sequence rules catch late
 (`aggregates.revision_transaction`): its new verdict and the counters it moves, in one
 transaction conditioned on its `verdict_version` and on its counting batch's marker, so a rerun
-(after a crash, or just again) finds nothing left to move. Then, per user whose events changed,
-the unique-opener (clicker) marker names an event still human, or none, with the email's unique
-human count in the same transaction; and the email's first human open is set again from the
-opens as they now are. Events not yet counted by enrichment are left to it and listed.
+(after a crash, or just again) finds nothing left to move. Then, for every user of the email
+(so a rerun mends what a crash between the steps left), the unique-opener (clicker) marker and
+the `engaged#` marker of the union of human openers and clickers name an event still human, or
+none (the union's marker is created for a user the new rules make human), each with the count it
+stands for in the same transaction; and the email's first human open is set again from the opens
+as they now are. Events not yet counted by enrichment are left to it and listed.
 """
 
 from __future__ import annotations
@@ -30,10 +32,14 @@ from mailpixel.ddb.update import update
 from mailpixel.enrich.aggregates import (
     CLICKS,
     COUNTED_BY,
-    HUMAN_SEEN_BY,
+    ENGAGED,
     OPENS,
+    HumanMarker,
     HumanMarkerChange,
     Kind,
+    batch_committed,
+    engaged_claims,
+    human_marker,
     human_marker_update,
     revision_transaction,
     unique_human_update,
@@ -110,6 +116,25 @@ def click_fields(
     return wanted
 
 
+# A human event as a marker names it, with the batch that counted it: (name, counted_by).
+HumanEvent = tuple[str, str | None]
+
+
+def human_events(kind: Kind, final: Mapping[str, Mapping[str, Any]]) -> dict[str, list[HumanEvent]]:
+    """Per user of the email (every one, human or not), their human events of `kind` by sort key
+    with the batch that counted each, earliest first."""
+    found: dict[str, list[HumanEvent]] = {}
+    for key in sorted(final):
+        event = final[key]
+        if not event.get("user_id"):
+            continue
+        events = found.setdefault(str(event["user_id"]), [])
+        if kind.is_human(event):
+            token = event.get(COUNTED_BY)
+            events.append((key, str(token) if token else None))
+    return found
+
+
 class Reclassifier:
     def __init__(self, client: DynamoDBClient, settings: Settings, ranges: IpRanges | None = None) -> None:
         self.client = client
@@ -124,13 +149,27 @@ class Reclassifier:
         wanted_clicks = click_fields(clicks, self.ranges, self.settings, at)
         changes: list[Change] = []
         skipped = 0
+        finals: dict[Kind, dict[str, dict[str, Any]]] = {}
         for kind, events, wanted in (
             (OPENS, opens, lambda e: open_fields(e, self.ranges)),
             (CLICKS, clicks, lambda e: wanted_clicks[str(e[CLICKS.sort_key])]),
         ):
-            done, missed = self._revise(kind, email_id, events, wanted, dry_run=dry_run)
+            done, missed, finals[kind] = self._revise(kind, events, wanted, dry_run=dry_run)
             changes += done
             skipped += missed
+        if not dry_run:
+            # Recounted from the events as they now are, every user of the email (not only those
+            # changed now, so a rerun after a crash between the steps mends what it left).
+            for kind in (OPENS, CLICKS):
+                self._markers(human_marker(kind), email_id, human_events(kind, finals[kind]))
+            human_opens, human_clicks = (human_events(kind, finals[kind]) for kind in (OPENS, CLICKS))
+            union = {
+                user: engaged_claims(human_opens.get(user, ()), human_clicks.get(user, ()))
+                for user in {*human_opens, *human_clicks}
+            }
+            self._markers(ENGAGED, email_id, union)
+            if finals[OPENS]:
+                self._first_human_open(email_id, finals[OPENS])
         return {
             "email_id": email_id,
             "dry_run": dry_run,
@@ -142,16 +181,16 @@ class Reclassifier:
     def _revise(
         self,
         kind: Kind,
-        email_id: str,
         events: list[dict[str, Any]],
         wanted: Callable[[dict[str, Any]], dict[str, Any]],
         *,
         dry_run: bool,
-    ) -> tuple[list[Change], int]:
+    ) -> tuple[list[Change], int, dict[str, dict[str, Any]]]:
+        """Revise each enriched event whose verdict changed; returns the changes, how many were
+        left to enrichment, and every enriched event by sort key as it now is."""
         changes: list[Change] = []
         skipped = 0
         final: dict[str, dict[str, Any]] = {}
-        touched: set[str] = set()
         for event in events:
             key = str(event[kind.sort_key])
             if not event.get("enriched_at") or event.get("enrich_skipped"):
@@ -173,8 +212,6 @@ class Reclassifier:
                     _verdict(final[key], kind),
                 )
             )
-            if event.get("user_id"):
-                touched.add(str(event["user_id"]))
             if dry_run:
                 continue
             items = revision_transaction(
@@ -186,39 +223,36 @@ class Reclassifier:
                 shard=zlib.crc32(key.encode()) % ALL_SHARDS,
             )
             RETRY.call(lambda items=items: self.client.transact_write_items(TransactItems=items))  # type: ignore[misc]
-        if not dry_run and touched:
-            self._markers(kind, email_id, touched, final)
-            if kind.bounds:
-                self._first_human_open(email_id, final)
-        return changes, skipped
+        return changes, skipped, final
 
-    def _markers(
-        self, kind: Kind, email_id: str, users: set[str], final: Mapping[str, Mapping[str, Any]]
-    ) -> None:
-        """Each user's marker names their earliest event still human (or the one it names, if it
-        still is), and the email's unique human count follows."""
-        humans: dict[str, list[str]] = defaultdict(list)
-        for key, event in final.items():
-            if event.get("user_id") and kind.is_human(event):
-                humans[str(event["user_id"])].append(key)
-        keys = [meta_key(email_pk(email_id), kind.marker(user)) for user in sorted(users)]
+    def _markers(self, marker: HumanMarker, email_id: str, humans: Mapping[str, list[HumanEvent]]) -> None:
+        """Each user's `marker` names the event it names, if still human, else their earliest
+        human event (`humans`: per user, earliest first), else nothing; the count it stands for
+        moves with it, in one transaction conditioned on the marker as read."""
+        users = sorted(humans)
+        keys = [meta_key(email_pk(email_id), marker.prefix(user)) for user in users]
         markers = {
             str(item["user_id"]): item
             for item in map(
                 plain_item, batch_get(self.client, self.settings.meta_table, keys, consistent=True)
             )
         }
-        for user in sorted(users):
-            if user not in markers:
+        for user in users:
+            if user not in markers and not marker.standalone:
+                continue  # erased (forget), or from before markers: nothing to move
+            was = markers.get(user, {}).get(marker.attribute)
+            claims = dict(humans[user])
+            if was in claims or (was is None and not claims):
                 continue
-            was = markers[user].get(HUMAN_SEEN_BY)
-            now = was if was in humans[user] else (min(humans[user]) if humans[user] else None)
-            if now == was:
-                continue
-            change = HumanMarkerChange(was, now, int(now is not None) - int(was is not None))
-            items = [human_marker_update(self.settings, email_id, user, change, kind=kind)]
+            now, token = humans[user][0] if claims else (None, None)
+            change = HumanMarkerChange(marker, was, now, int(now is not None) - int(was is not None), token)
+            items = [human_marker_update(self.settings, email_id, user, change)]
             if change.delta:
-                items.append(unique_human_update(self.settings, email_id, change.delta, kind=kind))
+                items.append(
+                    unique_human_update(self.settings, email_id, change.delta, counter=marker.counter)
+                )
+            if token:  # named only once its batch committed (`HumanMarkerChange.now_counted_by`)
+                items.append(batch_committed(self.settings, token))
             RETRY.call(lambda items=items: self.client.transact_write_items(TransactItems=items))  # type: ignore[misc]
 
     def _first_human_open(self, email_id: str, final: Mapping[str, Mapping[str, Any]]) -> None:

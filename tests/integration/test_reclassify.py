@@ -22,6 +22,8 @@ from mailpixel.model.events import OpenEvent, iso_millis
 from mailpixel.ops.cli import main
 from mailpixel.ops.local.tables import ensure_tables
 from tests.conftest import all_items, target_args
+from tests.integration.test_click_revisions import engaged_marker
+from tests.integration.test_rates import assert_estimated_human_openers_equal_recount
 
 CHROME = (
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
@@ -163,6 +165,7 @@ def test_reclassify_moves_a_past_campaign_exactly_where_todays_rules_put_it(stor
     enrich(EventStore(ddb, fresh.table, fresh.clicks_table), ddb, fresh, shipped_ranges(), opens, clicks)
 
     assert aggregates(ddb, settings) != aggregates(ddb, fresh)
+    assert assert_estimated_human_openers_equal_recount(ddb, settings)["e1"] == {"m1", "p3", "gw"}
     dry = [
         "reclassify",
         "--email-id",
@@ -185,6 +188,14 @@ def test_reclassify_moves_a_past_campaign_exactly_where_todays_rules_put_it(stor
     assert aggregates(ddb, settings) == aggregates(ddb, fresh)
     people = aggregates(ddb, settings)["stats"]
     assert people["unique_human_clickers"] == 4  # p1, p2, p3, and the person behind the gateway
+    # The union of human openers and clickers, recounted: p1 and p2 (machine under the withdrawn
+    # list) enter it, m1 (Exchange Online's scanner today) leaves it.
+    union = assert_estimated_human_openers_equal_recount(ddb, settings)
+    assert union["e1"] == {"p1", "p2", "p3", "gw"}
+    assert people["estimated_human_openers"] == 4
+    assert assert_estimated_human_openers_equal_recount(ddb, fresh) == union
+    names = {user: engaged_marker(ddb, settings, user).get("seen_by") for user in ("p1", "m1")}
+    assert names == {"p1": f"open:{opens[0].open_key}", "m1": None}
 
     assert main([*args, "--format", "json"]) == 0
     again = json.loads(capsys.readouterr().out)
