@@ -34,7 +34,9 @@ def test_clicks_table_is_apart_with_its_own_key(template):
 
 
 def test_who_may_write_clicks_and_how(template):
-    """The click path and the drain put clicks; only the clicks' enrichment updates them."""
+    """The click path and the drain put clicks; only the clicks' enrichment updates them. The
+    enrichment also reads a recipient's clicks (settling sequences) and the webhooks function
+    reads one click (is it still human after the settle window?)."""
     grants: dict[str, list[Any]] = {}
     for name, resource in template["Resources"].items():
         if resource["Type"] != "AWS::IAM::Role":
@@ -46,7 +48,8 @@ def test_who_may_write_clicks_and_how(template):
     assert grants == {
         "PixelRole": [["dynamodb:PutItem"]],
         "DrainRole": [["dynamodb:PutItem"]],
-        "ClickEnrichRole": [["dynamodb:UpdateItem"]],
+        "ClickEnrichRole": [["dynamodb:UpdateItem", "dynamodb:BatchGetItem"]],
+        "WebhooksRole": [["dynamodb:GetItem"]],
     }
 
 
