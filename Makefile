@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP_PY := $(VENV)/.installed
 STAMP_NODE := node_modules/.installed
 
-.PHONY: run test unit lint typecheck package bench setup check-java check-chromium check-spamassassin check-php clean
+.PHONY: run test unit lint typecheck package bench docs setup check-java check-chromium check-spamassassin check-php clean
 
 run: setup ## Run the local stack: DynamoDB Local + the app on http://127.0.0.1:$${PORT:-5000}
 	$(BIN)/mailpixel run
@@ -22,6 +22,9 @@ unit: $(STAMP_PY) ## The unit tests alone: seconds, no Java, no npm, no network
 
 bench: setup ## Benchmarks against the floor; prints tables
 	$(BIN)/python -m bench
+
+docs: $(STAMP_PY) ## Build the documentation site into site/ (offline; strict: a broken link or anchor fails)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
 
 package: setup ## Build the Lambda zip (.serverless/) without AWS credentials
 	MAILPIXEL_PACKAGE_PYTHON=$(abspath $(BIN)/python) npx --no-install serverless package
@@ -70,5 +73,5 @@ check-php:
 	  || echo "warning: php missing (apt-get install php-cli): tests/docs/test_runnable_blocks.py fails without it"
 
 clean:
-	rm -rf $(VENV) node_modules .serverless .cache .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) node_modules .serverless .cache .mypy_cache .pytest_cache .ruff_cache site
 	rm -rf wsgi_handler.py serverless_wsgi.py .serverless-wsgi .serverless-offline  # serverless offline, if killed

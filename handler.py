@@ -179,7 +179,7 @@ def webhooks(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
 
 def _click_lookup(payload: Mapping[str, Any]) -> Mapping[str, Any] | None:
-    """A human click's webhook is sent only if the click is still human (README "Settle window");
+    """A human click's webhook is sent only if the click is still human (docs/tracking/webhooks.md);
     the DynamoDB client is made on the first click's message, not at every cold start."""
     from mailpixel.model.webhooks import current_click
 

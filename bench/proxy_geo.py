@@ -10,7 +10,7 @@ in-process provider that batches like ipinfo (up to 1000 addresses a request):
   by Apple's published egress list, or not looked up at all.
 
 The relay prefixes are lines of Apple's published egress list as quoted publicly (see
-/README.md "Geolocation"), loaded through `mailpixel ranges refresh`'s own parser.
+docs/enrichment/geolocation.md), loaded through `mailpixel ranges refresh`'s own parser.
 """
 
 from __future__ import annotations

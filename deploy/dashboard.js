@@ -1,6 +1,6 @@
 'use strict';
-// The operations dashboard's body (serverless.yml OperationsDashboard; README "Alarms and
-// runbook"). CloudFormation takes a dashboard as one JSON string: it is written here as data
+// The operations dashboard's body (serverless.yml OperationsDashboard; docs/operate/runbook.md).
+// CloudFormation takes a dashboard as one JSON string: it is written here as data
 // and serialised, instead of hand-written JSON inside YAML. What is known only at deploy time
 // (the HTTP API's id, the functions' names) goes in through Fn::Join.
 //

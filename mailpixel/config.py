@@ -128,7 +128,7 @@ class Settings:
     fallback_queue_url: str | None = None
     sqs_endpoint_url: str | None = None
     public_base_url: str | None = None
-    # Webhooks (README "Webhooks"): where to POST and the signing secret; in AWS both live in
+    # Webhooks (docs/tracking/webhooks.md): where to POST and the signing secret; in AWS both live in
     # one SecureString "URL,SECRET" named by `webhook_parameter`, read by the delivery function.
     webhook_url: str | None = None
     webhook_secret: str | None = field(default=None, repr=False)
@@ -137,14 +137,14 @@ class Settings:
     webhook_queue_url: str | None = None
     # In AWS, webhooks are sent only when deployed with `--param="webhooks=on"`.
     webhooks: Switch = "off"
-    # Webhooks for clicks on email-scoped links (README "Email-scoped signatures"): off, since
+    # Webhooks for clicks on email-scoped links (docs/tracking/instrumenting.md): off, since
     # their user id is not signed and anyone holding such a link can set it to anyone.
     webhook_scoped_clicks: Switch = "off"
     # Under `serverless offline` (it sets IS_OFFLINE): serverless.yml's environment, made for
     # AWS, is read as the local stack's (see `from_env`), and API Gateway's request id, the
     # same on every request there, is not trusted (handler.py).
     offline: bool = False
-    # Click sequence rules (README "Click verdicts and their evidence"): `burst` is K distinct
+    # Click sequence rules (docs/enrichment/click-verdicts.md): `burst` is K distinct
     # links of one email clicked by one recipient within S seconds; `multi_source` one link of
     # one recipient clicked from two addresses within this many seconds; a honeypot hit marks
     # the recipient's other clicks of the email within this many seconds before and after it.
@@ -153,7 +153,7 @@ class Settings:
     click_multi_source_seconds: float = 1.0
     click_honeypot_window_seconds: float = 30.0
     # Human-click webhooks wait this long, then go out only if the click is still human then
-    # (README "Settle window").
+    # (docs/tracking/webhooks.md, "Settle window").
     webhook_settle_seconds: int = 60
 
     @property

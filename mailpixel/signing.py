@@ -1,6 +1,6 @@
 """Signed pixel URLs: nobody without the secret can make a URL that the pixel records.
 
-The algorithm, small enough to write again in any language (the README has Node and PHP):
+The algorithm, small enough to write again in any language (docs/tracking/signing.md has Node and PHP):
 
 1. Take every query parameter except `sig`, as decoded text (the values, not how a mail
    client happened to percent-encode them).

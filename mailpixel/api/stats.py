@@ -86,7 +86,7 @@ def _field(stats: Mapping[str, Any], name: str) -> int:
 
 # Written once: the API's `rates` (which `mailpixel stats` and the dashboard show) give these
 # names and formulas; openapi.yaml describes each (a contract test checks the formulas match),
-# and README "Rates" says why each divides by what it does.
+# and docs/stats/index.md, "Rates", says why each divides by what it does.
 RATES = (
     Rate("open_rate", "unique_human_openers", "recipients.tracked_opens"),
     Rate("estimated_human_open_rate", "estimated_human_openers", "recipients.tracked_opens"),

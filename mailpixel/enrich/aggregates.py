@@ -1,7 +1,7 @@
 """Aggregates kept as events are enriched, so stats are one GetItem and a chart one Query.
 
 Everything here is written per *batch* of stream records, never per open on a shared item
-(`writer.py` runs the steps; README "Scale design" has the numbers):
+(`writer.py` runs the steps; docs/scale.md has the numbers):
 
 1. **Counters** (`sum_counters`, `counter_transaction`): the batch's events are summed per
    aggregate item, and each item gets one `ADD` of the sums, all in one TransactWriteItems with
@@ -276,7 +276,7 @@ def counted_link(url: str) -> str:
     without the query's values or the fragment. Personalised links
     (`?email=erin%40example.com&token=…`) are one link per recipient with their data in it:
     counters shared by every recipient must not keep it, and `forget --user-id` cannot reach
-    a counter. `?utm_source=mail` and `?utm_source=ads` count as one link (README "Per-link
+    a counter. `?utm_source=mail` and `?utm_source=ads` count as one link (docs/privacy.md, "Per-link
     counters")."""
     base, _, query = url.partition("#")[0].partition("?")
     if not query:

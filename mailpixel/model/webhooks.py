@@ -3,7 +3,7 @@
 Shared by the producers (enrichment puts events on the webhook queue), the `webhooks` function
 (delivers them) and `mailpixel webhooks test`.
 
-Signature, for receivers in any language (README "Webhooks" has Python and Node.js):
+Signature, for receivers in any language (docs/tracking/webhooks.md has Python and Node.js):
 header `Mailpixel-Signature: t=<unix seconds>,v1=<hex>` where
 `hex = HMAC-SHA256(key = the secret's UTF-8 bytes, message = "<t>." + the raw request body)`.
 Check it in constant time and refuse a `t` more than 5 minutes away from now (replays). Every
@@ -127,7 +127,7 @@ def first_open_payload(event: Mapping[str, Any], enrichment: Mapping[str, Any]) 
     }
 
 
-# After its settle window (README "Settle window"), a human click's webhook is sent only if the
+# After its settle window (docs/tracking/webhooks.md), a human click's webhook is sent only if the
 # click, as stored now, is still a person's: the sequence rules may have revised it meanwhile.
 SEND, DROP, WAIT = "send", "drop", "wait"
 

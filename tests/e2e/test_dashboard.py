@@ -201,7 +201,7 @@ def test_dashboard_logs_in_and_shows_the_apis_numbers(page: Page, server: str):
     assert page.locator("#links-panel").is_hidden()
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "dashboard-all.png"), full_page=True)
-    # The README's picture: the first screen of the overview (a resize redraws the charts).
+    # The README's and the docs' picture: the first screen of the overview (a resize redraws the charts).
     # Written when missing or asked for, so a test run does not leave a changed file behind.
     page.set_viewport_size({"width": 1280, "height": 1160})
     loaded = wait_loaded(page, loaded)

@@ -170,7 +170,7 @@ def test_query_api_and_dashboard_routes_integrate_with_the_api_function(template
 
 
 def test_campaign_sized_limits(template):
-    """README "Scale design": nothing refused at 1,500 opens/s for one email and 5,000/s across
+    """docs/scale.md: nothing refused at 1,500 opens/s for one email and 5,000/s across
     emails, the query API kept low, the pixel's concurrency reserved, drain capped."""
     stage = resources_of(template, "AWS::ApiGatewayV2::Stage")["HttpApiStage"]["Properties"]
     assert stage["DefaultRouteSettings"]["ThrottlingRateLimit"] <= 200

@@ -1,7 +1,7 @@
 """A real spam filter does not punish what instrument adds: Debian's SpamAssassin, local tests
 only (`-L`, no network), scores a realistic newsletter instrumented with the pixel, the click
 links and the honeypot no higher than the same email without the honeypot, and no higher than
-the untracked original plus what tracking itself costs (named rules, see the README).
+the untracked original plus what tracking itself costs (named rules, see docs/tracking/instrumenting.md).
 
 `make setup` installs spamassassin (check-spamassassin); without it this test fails, it does
 not skip."""

@@ -43,7 +43,7 @@ WITH_ZONE = {
 DOMAIN_RESOURCES = {"TrackingCertificate", "TrackingDomain", "TrackingApiMapping", "TrackingDnsRecord"}
 DOMAIN_OUTPUTS = {"TrackingDomainName", "TrackingDnsRecord", "TrackingDnsTargetHostedZoneId"}
 
-# Each alarm: its runbook anchor in README.md, and what it watches (namespace, metric, and the
+# Each alarm: its runbook anchor in docs/operate/runbook.md, and what it watches (namespace, metric, and the
 # resource its dimension names, if any).
 ALARMS = {
     "FallbackQueueAgeAlarm": (
@@ -183,9 +183,13 @@ def outputs(template: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def readme_anchors() -> set[str]:
-    """GitHub's anchors of README.md's headings."""
-    headings = re.findall(r"^#+ (.+)$", (ROOT / "README.md").read_text(), re.MULTILINE)
+RUNBOOK = "docs/operate/runbook.md"
+
+
+def runbook_anchors() -> set[str]:
+    """The anchors of the runbook's headings, as GitHub and mkdocs both make them (the strict
+    docs build, tests/unit/test_docs_site.py, checks the built page has them too)."""
+    headings = re.findall(r"^#+ (.+)$", (ROOT / RUNBOOK).read_text(), re.MULTILINE)
     return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-") for h in headings}
 
 
@@ -222,13 +226,13 @@ def test_every_alarm_watches_what_it_says_and_names_its_runbook_entry_and_mend(d
     resources = default["Resources"]
     alarms = {n: r["Properties"] for n, r in resources.items() if r["Type"] == "AWS::CloudWatch::Alarm"}
     assert set(alarms) == set(ALARMS)
-    anchors = readme_anchors()
+    anchors = runbook_anchors()
     commands = build_parser()
     for name, (anchor, namespace, metric, resource) in ALARMS.items():
         alarm = alarms[name]
         description = alarm["AlarmDescription"]
-        assert f"Runbook: README#{anchor}." in description, name
-        assert anchor in anchors, f"README.md has no heading for #{anchor}"
+        assert f"Runbook: {RUNBOOK}#{anchor}." in description, name
+        assert anchor in anchors, f"{RUNBOOK} has no heading for #{anchor}"
         assert "Mend: " in description, name
         for command in re.findall(r"`(mailpixel [^`]+)`", description):
             commands.parse_args(shlex.split(command)[1:])  # a real command with real options
@@ -386,7 +390,7 @@ def test_click_routes_have_their_own_throttle(default, with_zone):
     for route in ("GET /click", "HEAD /click"):
         limits = stage["RouteSettings"][route]
         assert limits["ThrottlingRateLimit"] > stage["DefaultRouteSettings"]["ThrottlingRateLimit"]
-        assert limits["ThrottlingRateLimit"] >= 5000  # README "Scale design": scanners of a campaign
+        assert limits["ThrottlingRateLimit"] >= 5000  # docs/scale.md: scanners of a campaign
         assert limits["ThrottlingBurstLimit"] <= 5000  # the account's default burst
     tuned = with_zone["Resources"]["HttpApiStage"]["Properties"]["RouteSettings"]
     for route in ("GET /click", "HEAD /click"):

@@ -313,7 +313,7 @@ def test_a_stage_that_is_not_deployed_fails_with_its_fix(capsys):
 
 
 def test_without_a_secret_the_local_stack_passes_and_its_click_check_is_skipped(settings, table):
-    """README "Click tracking": with no signing secret the local stack follows unsigned clicks on
+    """docs/tracking/clicks.md: with no signing secret the local stack follows unsigned clicks on
     purpose, so doctor does not fail it for that; everything else is still checked."""
     settings = settings.with_overrides(port=free_port())
     server, _ = local_server(settings)

@@ -56,7 +56,7 @@ def assert_gif(response: dict[str, Any]) -> None:
     assert base64.b64decode(response["body"]).startswith(b"GIF89a")
 
 
-# The algorithm and its vectors (the README quotes the first one).
+# The algorithm and its vectors (docs/tracking/signing.md quotes the first one).
 
 
 # The real handler with secrets configured.

@@ -235,7 +235,7 @@ def test_release_applies_the_pixel_route():
 
 @pytest.mark.parametrize("value", [" alice", "alice\r", "ali\u200bce"])
 def test_instrument_refuses_a_recipient_the_pixel_would_clean_before_writing_anything(value):
-    """`mailpixel instrument` checks every row first (README): an unclean user id stops the run
+    """`mailpixel instrument` checks every row first (docs: instrumenting): an unclean user id stops the run
     with its row named, as a too-long one does, instead of failing half-way through."""
     import csv
     import io

@@ -81,13 +81,13 @@ def test_mailpixels_own_verify(header, body, now, expected):
 
 
 @pytest.mark.parametrize(("header", "body", "now", "expected"), CASES)
-def test_readme_python_snippet(header, body, now, expected):
+def test_docs_python_snippet(header, body, now, expected):
     namespace: dict[str, object] = {}
-    exec(snippet("python"), namespace)  # noqa: S102 - the README's own code, run as a receiver would
+    exec(snippet("python"), namespace)  # noqa: S102 - the docs' own code, run as a receiver would
     assert namespace["verify_mailpixel"](SECRET, header, body, now) is expected  # type: ignore[operator]
 
 
-def test_readme_node_snippet():
+def test_docs_node_snippet():
     cases = [[h, b.decode(), now, expected] for h, b, now, expected in CASES]
     cases += [[h, BODY.decode(), T + 10, False] for h in HOSTILE]
     cases += [
@@ -111,11 +111,11 @@ def test_readme_node_snippet():
 
 def python_verifiers() -> list[tuple[str, Callable[[Any, float], object]]]:
     namespace: dict[str, object] = {}
-    exec(snippet("python"), namespace)  # noqa: S102 - the README's own code, run as a receiver would
-    readme = namespace["verify_mailpixel"]
+    exec(snippet("python"), namespace)  # noqa: S102 - the docs' own code, run as a receiver would
+    documented = namespace["verify_mailpixel"]
     return [
         ("mailpixel", lambda header, now: verify(SECRET, header, BODY, now=now)),
-        ("readme", lambda header, now: readme(SECRET, header, BODY, now)),  # type: ignore[operator]
+        ("docs", lambda header, now: documented(SECRET, header, BODY, now)),  # type: ignore[operator]
     ]
 
 

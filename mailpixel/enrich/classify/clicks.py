@@ -31,7 +31,7 @@ from mailpixel.enrich.classify.user_agents import is_bare
 # bar is low, and the seconds are kept as evidence for stricter readings.
 # Public reports put scanners' fetches tens of seconds to minutes after delivery, overlapping
 # people's quickest clicks, so no higher bar would catch them without flagging people: the
-# sequence rules below catch them instead (README "Click verdicts and their evidence").
+# sequence rules below catch them instead (docs/enrichment/click-verdicts.md).
 FAST_CLICK_SECONDS = 5
 HEAD_REQUEST = "head_request"
 TOO_FAST = "too_fast"

@@ -2,8 +2,9 @@
 
 The rules run in order; the first that matches decides. Each has a name (`Verdict.rule`) and
 keeps what it matched (`ua_token`, `range_owner`): enrichment stores them on the event as
-`evidence`, so a sender can see why an open was called a machine's. README.md lists the rules
-with their sources; `tests/fixtures/ua_corpus.json` measures them (`make bench`, 7).
+`evidence`, so a sender can see why an open was called a machine's.
+docs/enrichment/machine-opens.md lists the rules with their sources;
+`tests/fixtures/ua_corpus.json` measures them (`make bench`, 7).
 """
 
 from __future__ import annotations

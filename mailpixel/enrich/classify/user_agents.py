@@ -3,7 +3,7 @@
 `ua-parser` (uap-core's regexes, with its Rust accelerator when installed) does the general
 parsing; a list of mail-client rules runs first, because a mail client's UA usually looks like
 the WebView it renders with and uap-core does not name most of them. Each rule's evidence is in
-README.md ("Mail clients"); the corpus `tests/fixtures/ua_corpus.json` holds a real UA for each.
+docs/enrichment/mail-clients.md; the corpus `tests/fixtures/ua_corpus.json` holds a real UA for each.
 """
 
 from __future__ import annotations
