@@ -349,3 +349,18 @@ def test_every_not_run_marker_sits_on_a_block() -> None:
     markers = sum(1 for path in doc_files() for line in path.read_text().splitlines() if NOT_RUN.match(line))
     assert markers == sum(1 for b in BLOCKS if b.not_run)
     assert any(b.path == ROOT / "README.md" for b in BLOCKS)
+
+
+def test_aws_only_blocks_say_so_to_the_reader() -> None:
+    """The marker is an HTML comment, invisible on GitHub and in the site: a block that needs AWS
+    says "AWS only" in its own text, so a reader knows it is not what `make run` answers."""
+    hidden = [b.id for b in BLOCKS if (b.not_run or "").startswith("AWS only") and "AWS only" not in b.code]
+    assert not hidden
+    misnamed = [
+        b.id
+        for b in BLOCKS
+        if b.not_run
+        and re.search(r"\bAWS\b|deploy", b.not_run, re.I)
+        and not b.not_run.startswith("AWS only")
+    ]
+    assert not misnamed, 'a reason about AWS starts "AWS only: "'
