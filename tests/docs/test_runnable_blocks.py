@@ -4,7 +4,8 @@ named after its file:line when it breaks.
 
 What runs, by the block's language:
 - `bash`, `sh`, `shell`: `bash -e -o pipefail`, so every line must succeed. `curl` is wrapped
-  with `--fail-with-body`: an HTTP error fails the block (plain curl exits 0 on a 404).
+  with `--fail-with-body`: an HTTP error fails the block (plain curl exits 0 on a 404). `jq`
+  is on PATH (`make setup` installs it with php-cli: check-doc-tools).
 - `python`, `js`/`javascript` (Node), `php` (php-cli): the block as a program. A block that
   defines a function the docs give other languages' senders or receivers to copy (`pixelUrl`,
   `pixel_url`, `verify_mailpixel`, `verifyMailpixel`) gets a harness appended that checks it
@@ -12,7 +13,9 @@ What runs, by the block's language:
 - `html`: fragments to paste into an email, so nothing to execute; they must parse with every
   element closed (a broken snippet pasted into a template breaks the email around it).
 - `json`: an example payload or answer; it must parse.
-- `text`, `console` (transcripts with their output), `mermaid`: shown, never run.
+- `console`: a transcript. Each `$ ` line runs as a shell command, with a signing secret set
+  (transcripts show `sig=`), and prints what the lines under it show, `…` standing for any text.
+- `text` (output, diagrams), `mermaid`: shown, never run.
 - A block under `<!-- not run: REASON -->` is reported as skipped with REASON (the docs show
   "(AWS only)" or similar next to it). Any other language fails: tag it, or teach this file.
 
@@ -69,7 +72,8 @@ LOCAL_URL = "http://127.0.0.1:5000"
 API_KEY = "dev-key"
 PROD_TABLES = ("mailpixel-prod-events", "mailpixel-prod-meta", "mailpixel-prod-clicks")
 SHELL = {"bash", "sh", "shell"}
-SHOWN_ONLY = {"text", "console", "mermaid"}
+SHOWN_ONLY = {"text", "mermaid"}
+TRANSCRIPT_SECRET = "docs-transcript-secret"
 TIMEOUT = 120
 PRELUDE = """\
 from pathlib import Path as _Path
@@ -294,6 +298,35 @@ def check_html(code: str) -> None:
     assert not parser.open, f"never closed: {parser.open}"
 
 
+def check_transcript(block: Block, stack: DocsStack, cwd: Path) -> None:
+    """Runs each `$ ` command of a console block; its output must match the lines shown."""
+    steps: list[tuple[str, list[str]]] = []
+    for line in block.code.replace(LOCAL_URL, stack.url).splitlines():
+        if line.startswith("$ "):
+            steps.append((line[2:], []))
+        elif steps and line.strip():
+            steps[-1][1].append(line)
+    assert steps, "a console block without a `$ ` command"
+    env = {**stack.env, "MAILPIXEL_SIGNING_SECRETS": TRANSCRIPT_SECRET}
+    for command, shown in steps:
+        result = subprocess.run(
+            ["bash", "-e", "-o", "pipefail", "-c", command],
+            cwd=cwd,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
+            check=False,
+        )
+        assert result.returncode == 0, f"$ {command}\n{result.stderr[-4000:]}"
+        if shown:
+            printed = result.stdout.splitlines()
+            assert len(printed) == len(shown), f"$ {command}\n{result.stdout}"
+            for got, want in zip(printed, shown, strict=True):
+                pattern = ".+?".join(re.escape(part) for part in want.split("…"))
+                assert re.fullmatch(pattern, got), f"$ {command}\nshown:   {want}\nprinted: {got}"
+
+
 BLOCKS = all_blocks()
 
 
@@ -311,6 +344,9 @@ def test_block(block: Block, request: pytest.FixtureRequest, tmp_path: Path) -> 
         return
     if block.lang == "html":
         check_html(block.code)
+        return
+    if block.lang == "console":
+        check_transcript(block, request.getfixturevalue("docs_stack"), workdir(tmp_path / "work"))
         return
     known = SHELL | {"python", "py", "js", "javascript", "php"}
     assert block.lang in known, (
@@ -334,7 +370,9 @@ def test_block(block: Block, request: pytest.FixtureRequest, tmp_path: Path) -> 
         output = run(["node", "block.js"], stack, cwd)
     else:
         php = shutil.which("php")
-        assert php, "php-cli is needed for the PHP example (`make setup` installs it with apt-get)"
+        assert php, (
+            "php-cli is needed for the PHP example (`make setup` installs it with apt-get: check-doc-tools)"
+        )
         (cwd / "block.php").write_text(code if code.lstrip().startswith("<?php") else "<?php\n" + code)
         output = run([php, "block.php"], stack, cwd)
     if check:
