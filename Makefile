@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP_PY := $(VENV)/.installed
 STAMP_NODE := node_modules/.installed
 
-.PHONY: run test unit lint typecheck package bench docs setup check-java check-chromium check-spamassassin clean
+.PHONY: run test unit lint typecheck package bench docs setup check-java check-chromium check-spamassassin check-doc-tools clean
 
 run: setup ## Run the local stack: DynamoDB Local + the app on http://127.0.0.1:$${PORT:-5000}
 	$(BIN)/mailpixel run
@@ -29,7 +29,7 @@ docs: $(STAMP_PY) ## Build the documentation site into site/ (offline; strict: a
 package: setup ## Build the Lambda zip (.serverless/) without AWS credentials
 	MAILPIXEL_PACKAGE_PYTHON=$(abspath $(BIN)/python) npx --no-install serverless package
 
-setup: $(STAMP_PY) $(STAMP_NODE) check-java check-chromium check-spamassassin
+setup: $(STAMP_PY) $(STAMP_NODE) check-java check-chromium check-spamassassin check-doc-tools
 
 $(STAMP_PY): requirements.txt requirements-dev.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "mailpixel needs Python 3.11+"'
@@ -63,6 +63,14 @@ check-spamassassin:
 	  && { apt-get install -y -qq spamassassin >/dev/null 2>&1 \
 	       || { apt-get update -qq && apt-get install -y -qq spamassassin >/dev/null; }; }; } \
 	  || echo "warning: spamassassin missing (apt-get install spamassassin): tests/e2e/test_spam_score.py fails without it"
+
+# tests/docs/test_runnable_blocks.py runs the docs' PHP signing example with Debian's php-cli (about
+# 10 s to install) and their curl examples with jq; it fails, never skips, without them.
+check-doc-tools:
+	@{ command -v php && command -v jq; } >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+	  && { apt-get install -y -qq php-cli jq >/dev/null 2>&1 \
+	       || { apt-get update -qq && apt-get install -y -qq php-cli jq >/dev/null; }; }; } \
+	  || echo "warning: php or jq missing (apt-get install php-cli jq): tests/docs/test_runnable_blocks.py fails without them"
 
 clean:
 	rm -rf $(VENV) node_modules .serverless .cache .mypy_cache .pytest_cache .ruff_cache site

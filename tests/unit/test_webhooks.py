@@ -1,10 +1,10 @@
-"""Webhook signatures: the vector, and the docs' Python and Node.js verification snippets
-(docs/tracking/webhooks.md, "Verifying a delivery") run as a receiver would run them."""
+"""Webhook signatures: the vector, and the docs' Python and Node.js verification snippets run
+as a receiver would run them, hostile headers included (tests/docs/test_runnable_blocks.py runs
+them too, with the plain cases; both find them with the same block parser)."""
 
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 from collections.abc import Callable
 from typing import Any
@@ -13,14 +13,12 @@ import pytest
 
 from mailpixel.model.webhooks import signature, verify
 from mailpixel.webhooks.handler import retry_delay
-from tests.conftest import ROOT
+from tests.docs.blocks import block_defining
 
 SECRET = "mailpixel-webhook-example"
 T = 1_767_225_600
 BODY = b'{"id":"click_r1","type":"human_click"}'
 HEADER = "t=1767225600,v1=d3684c2684b0940a4e61f29f9068ea2d6cb975b90ea037bce8b140541deec393"
-PAGE = (ROOT / "docs" / "tracking" / "webhooks.md").read_text(encoding="utf-8")
-SECTION = PAGE[PAGE.index("## Verifying a delivery") :]
 # (header, body, now, expected) for every snippet
 CASES = [
     (HEADER, BODY, T + 10, True),
@@ -67,14 +65,14 @@ HOSTILE = [
 
 
 def snippet(language: str) -> str:
-    match = re.search(rf"```{language}\n(.*?)```", SECTION, flags=re.DOTALL)
-    assert match, f"no {language} snippet in the docs' 'Verifying a delivery'"
-    return match.group(1)
+    """The docs' verifier in `language` ("python" or "js")."""
+    return block_defining(language, "verify_mailpixel" if language == "python" else "verifyMailpixel").code
 
 
 def test_vector_is_the_docs():
     assert signature(SECRET, T, BODY) == HEADER
-    assert HEADER in SECTION and BODY.decode() in SECTION and SECRET in SECTION
+    page = block_defining("python", "verify_mailpixel").path.read_text(encoding="utf-8")
+    assert HEADER in page and BODY.decode() in page and SECRET in page
 
 
 @pytest.mark.parametrize(("header", "body", "now", "expected"), CASES)
