@@ -15,6 +15,7 @@ import yaml
 from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 
+from docs_hooks.openapi import resolve
 from mailpixel.api.app import create_api_app
 from mailpixel.enrich.handler import build_handler
 from mailpixel.model.events import RequestFacts, build_open_event
@@ -30,12 +31,7 @@ REGISTRY: Registry[Any] = Registry().with_resource(URI, Resource.opaque(DOCUMENT
 
 
 def deref(node: dict[str, Any]) -> dict[str, Any]:
-    while "$ref" in node:
-        target: Any = DOCUMENT
-        for part in node["$ref"].removeprefix("#/").split("/"):
-            target = target[part]
-        node = target
-    return node
+    return resolve(DOCUMENT, node)
 
 
 def check(path: str, method: str, status: int, body: Any) -> None:
