@@ -337,6 +337,8 @@ def test_a_hanging_dynamodb_costs_the_reader_no_more_than_the_write_budget(
             elapsed = time.perf_counter() - start
             assert response.status_code == 200
             assert_gif_bytes(response.data)
-            assert elapsed < budget + 0.4, f"{elapsed:.2f}s for a budget of {budget}s"
+            # Without the budget, botocore would wait its 60 s read timeout, retried: the margin
+            # only absorbs a loaded CI machine and coverage tracing (1.04 s seen once at 0.4).
+            assert elapsed < budget + 1.4, f"{elapsed:.2f}s for a budget of {budget}s"
     lines = (Path(settings.data_dir) / "fallback" / "pending.jsonl").read_text().splitlines()
     assert [json.loads(line)["email_id"] for line in lines] == ["hang0", "hang1", "hang2"]
