@@ -5,7 +5,6 @@ Nothing here mocks AWS: every store call goes over HTTP to DynamoDB Local on 127
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import importlib
 import itertools
@@ -124,17 +123,10 @@ def ddb(settings: Settings) -> Any:
 
 
 @pytest.fixture
-def table(settings: Settings, ddb: Any) -> Iterator[str]:
-    """Creates the tables (events, meta, clicks) for this test; returns the events table's name.
-
-    They are deleted after the test: the session's DynamoDB Local keeps every table in one
-    database, and a thousand tests' worth of tables (with their indexes and streams) slows every
-    later call."""
+def table(settings: Settings, ddb: Any) -> str:
+    """Creates the tables (events, meta, clicks) for this test; returns the events table's name."""
     ensure_tables(ddb, settings.table, settings.meta_table, settings.clicks_table)
-    yield settings.table
-    for name in (settings.table, settings.meta_table, settings.clicks_table):
-        with contextlib.suppress(ddb.exceptions.ResourceNotFoundException):
-            ddb.delete_table(TableName=name)
+    return settings.table
 
 
 @pytest.fixture
